@@ -85,8 +85,23 @@ class ModelSettings(_Section):
     hard_negatives_per_example: int = Field(2, ge=0)
     hard_negative_weight: float = Field(1.0, ge=0)
     pairwise_margin: float = Field(0.2, ge=0)
+    pairwise_loss: Literal["logistic", "margin"] = Field(
+        "logistic", description="pairwise objective: softplus(-(s+ - s-)/T) or max(0, margin - (cos+ - cos-))"
+    )
     oov_buckets: int = Field(64, ge=1)
+    oov_training_rate: float = Field(
+        0.05, ge=0, lt=1, description="share of full-mode lookups routed to the OOV rows so unseen IDs get a trained vector"
+    )
     max_tags: int = Field(3, ge=1)
+    optimizer: Literal["adagrad", "adam"] = "adagrad"
+    shuffle_buffer: int = Field(50_000, ge=1, description="full mode: records shuffled in memory on top of shuffled shards")
+    # Hashed feature tables (value mod buckets): fixed size, nothing to grow between full updates.
+    age_buckets: int = Field(8, ge=1)
+    gender_buckets: int = Field(4, ge=1)
+    city_tier_buckets: int = Field(8, ge=1)
+    tag_buckets: int = Field(1024, ge=2)
+    category_buckets: int = Field(256, ge=1)
+    author_buckets: int = Field(4096, ge=1)
 
 
 class ServingSettings(_Section):
@@ -111,6 +126,63 @@ class IndexSettings(_Section):
     metric: Literal["angular", "dot"] = "dot"
 
 
+class IngestSettings(_Section):
+    """``twotower ingest``: bring-your-own-data into the offline store (see docs/data-schema.md)."""
+
+    max_reported_rows: int = Field(
+        5, ge=1, description="offending rows listed per problem in an ingest error message"
+    )
+    rows_per_file: int = Field(
+        1_000_000, ge=1, description="events per part-*.parquet file inside a day partition"
+    )
+
+
+class ValidationSettings(_Section):
+    """Bounds of the daily data-quality gate (validation/).
+
+    Day-over-day bands compare a day with the nearest earlier day in the offline store; the
+    first day (no earlier day) is held only to the absolute sanity bounds. A "never-seen" ID is
+    one that occurs in the day's events but in no earlier day's events (brand-new signups and
+    items count too: they are what the previous model has no row for).
+    """
+
+    row_count_tolerance: float = Field(
+        0.5, ge=0, description="events of the day within previous day * (1 +- tolerance)"
+    )
+    click_rate_tolerance: float = Field(
+        0.5, ge=0, description="clicks/impressions within previous day's rate * (1 +- tolerance)"
+    )
+    min_events: int = Field(1, ge=0, description="absolute lower bound on a day's events")
+    max_events: int = Field(1_000_000_000, ge=1, description="absolute upper bound on a day's events")
+    min_click_rate: float = Field(0.001, ge=0, le=1, description="absolute bounds on clicks/impressions")
+    max_click_rate: float = Field(0.5, ge=0, le=1)
+    max_new_user_share: float = Field(
+        0.5, ge=0, le=1, description="share of the day's distinct users never seen on earlier days"
+    )
+    max_new_item_share: float = Field(
+        0.5, ge=0, le=1, description="share of the day's distinct items never seen on earlier days"
+    )
+    examples: int = Field(
+        20, ge=1, le=200, description="unexpected values GX reports per failed expectation"
+    )
+    keep_batches: bool = Field(
+        False, description="keep the staged frames GX validated (gx/uncommitted/batches) after a run"
+    )
+
+    @model_validator(mode="after")
+    def _bounds_ordered(self) -> "ValidationSettings":
+        if self.min_events > self.max_events:
+            raise ValueError(
+                f"validation.min_events ({self.min_events}) exceeds validation.max_events ({self.max_events})"
+            )
+        if self.min_click_rate > self.max_click_rate:
+            raise ValueError(
+                f"validation.min_click_rate ({self.min_click_rate}) exceeds "
+                f"validation.max_click_rate ({self.max_click_rate})"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place."""
 
@@ -126,6 +198,8 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
 
     @classmethod
     def settings_customise_sources(
@@ -136,7 +210,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _FileSource(settings_cls))
+        workspace = getattr(init_settings, "init_kwargs", {}).get("workspace")
+        return (init_settings, env_settings, _FileSource(settings_cls, workspace))
 
 
 class ConfigError(ValueError):
@@ -146,11 +221,15 @@ class ConfigError(ValueError):
 class _FileSource(PydanticBaseSettingsSource):
     """Reads the TOML config file, if there is one."""
 
+    def __init__(self, settings_cls: type[BaseSettings], workspace: Path | str | None):
+        super().__init__(settings_cls)
+        self.workspace = workspace
+
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        path = config_file_path()
+        path = config_file_path(self.workspace)
         if path is None:
             return {}
         try:
@@ -159,14 +238,14 @@ class _FileSource(PydanticBaseSettingsSource):
             raise ConfigError(f"config file {path}: {exc}") from exc
 
 
-def config_file_path() -> Path | None:
+def config_file_path(workspace: Path | str | None = None) -> Path | None:
     explicit = os.environ.get("TWOTOWER_CONFIG")
     if explicit:
         path = Path(explicit)
         if not path.is_file():
             raise ConfigError(f"TWOTOWER_CONFIG={explicit}: no such file")
         return path
-    ws = Path(os.environ.get("TWOTOWER_WORKSPACE", DEFAULT_WORKSPACE))
+    ws = Path(workspace or os.environ.get("TWOTOWER_WORKSPACE") or DEFAULT_WORKSPACE)
     candidate = ws / "twotower.toml"
     return candidate if candidate.is_file() else None
 
@@ -174,9 +253,6 @@ def config_file_path() -> Path | None:
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings; a bad value raises ConfigError naming the option."""
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if "workspace" in overrides:
-        # The config file lives in the workspace, so the workspace must be known first.
-        os.environ["TWOTOWER_WORKSPACE"] = str(overrides["workspace"])
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:

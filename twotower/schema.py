@@ -62,3 +62,14 @@ USER_ID_EMBEDDING = pa.schema(
 
 TABLES = {"users": USERS, "items": ITEMS, "events": EVENTS}
 KEYS = {"users": "user_id", "items": "item_id", "events": "event_id"}
+
+
+def to_us(timestamps) -> "np.ndarray":
+    """Microseconds since the epoch of a pandas datetime Series, whatever its unit."""
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(timestamps)
+    if not pd.api.types.is_datetime64_any_dtype(s):
+        raise TypeError(f"expected timestamps, got {s.dtype}")
+    return s.dt.as_unit("us").astype("int64").to_numpy(np.int64)

@@ -1,0 +1,40 @@
+"""Shared fixtures: every test gets its own workspace; nothing touches the user's."""
+
+from __future__ import annotations
+
+import pytest
+
+from twotower.config import Settings, load_settings
+from twotower.simulate import simulate
+from twotower.workspace import Workspace
+
+SMALL_WORLD = dict(users=600, items=400, days=3, seed=7)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch):
+    # A developer's own TWOTOWER_* variables must not leak into tests.
+    import os
+
+    for key in list(os.environ):
+        if key.startswith("TWOTOWER_"):
+            monkeypatch.delenv(key)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return load_settings(workspace=tmp_path / "ws")
+
+
+@pytest.fixture
+def ws(settings) -> Workspace:
+    return Workspace(settings.workspace)
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory) -> tuple[Settings, Workspace]:
+    """A small simulated world shared read-only by tests (copy it before writing into it)."""
+    settings = load_settings(workspace=tmp_path_factory.mktemp("small_world") / "ws")
+    ws = Workspace(settings.workspace)
+    simulate(settings, ws, **SMALL_WORLD)
+    return settings, ws

@@ -1,0 +1,133 @@
+"""The Feast feature repo against a real workspace and the real SQLite online store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from twotower import feature_store
+from twotower.config import load_settings
+from twotower.errors import UserError
+from twotower.workspace import Workspace
+
+FEAST = str(Path(sys.executable).with_name("feast"))
+
+
+@pytest.fixture
+def world_copy(small_world, tmp_path):
+    _, ws = small_world
+    target = tmp_path / "ws"
+    shutil.copytree(ws.root, target)
+    settings = load_settings(workspace=target)
+    return settings, Workspace(settings.workspace)
+
+
+def _end_of(ws: Workspace) -> datetime:
+    return datetime.combine(ws.days()[-1] + timedelta(days=1), datetime.min.time(), tzinfo=timezone.utc)
+
+
+def _assert_profiles_served(store, ws: Workspace) -> None:
+    users = pd.read_parquet(ws.users_path).sample(25, random_state=1)
+    got = store.get_online_features(
+        features=store.get_feature_service("user_tower_profile"),
+        entity_rows=[{"user_id": int(u)} for u in users.user_id],
+    ).to_df()
+    merged = users.merge(got, on="user_id", suffixes=("", "_online"))
+    assert len(merged) == 25
+    for col in ("age_bucket", "gender", "city_tier"):
+        assert (merged[col] == merged[f"{col}_online"]).all(), col
+    for want, have in zip(merged.interest_tags, merged.interest_tags_online):
+        assert list(want) == list(have)
+
+    items = pd.read_parquet(ws.items_path).sample(25, random_state=2)
+    got = store.get_online_features(
+        features=store.get_feature_service("item_tower"),
+        entity_rows=[{"item_id": int(i)} for i in items.item_id],
+    ).to_df()
+    merged = items.merge(got, on="item_id", suffixes=("", "_online"))
+    assert (merged.category == merged.category_online).all()
+    assert (merged.author_id == merged.author_id_online).all()
+
+
+def test_feast_apply_and_materialize_by_hand(world_copy):
+    """What a user types: `feast apply` and `feast materialize-incremental` from feature_repo/."""
+    _, ws = world_copy
+    env = dict(os.environ, TWOTOWER_WORKSPACE=str(ws.root))
+    repo = feature_store.FEATURE_REPO
+    (ws.root / "feast").mkdir(exist_ok=True)
+    out = subprocess.run([FEAST, "apply"], cwd=repo, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "user_id_embedding" in out.stdout and "user_tower" in out.stdout
+    end = _end_of(ws).strftime("%Y-%m-%dT%H:%M:%S")
+    out = subprocess.run(
+        [FEAST, "materialize-incremental", end, "--views", "user_profile", "--views", "item_profile"],
+        cwd=repo, env=env, capture_output=True, text=True,
+    )
+    assert out.returncode == 0, out.stderr
+
+    os.environ["TWOTOWER_WORKSPACE"] = str(ws.root)
+    from feast import FeatureStore
+
+    _assert_profiles_served(FeatureStore(repo_path=str(repo)), ws)
+
+
+def test_feast_by_hand_without_workspace_says_what_to_set(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TWOTOWER_WORKSPACE"}
+    out = subprocess.run([FEAST, "apply"], cwd=feature_store.FEATURE_REPO, env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "TWOTOWER_WORKSPACE" in out.stdout + out.stderr
+
+
+def test_twotower_runs_feast_and_push_source_reaches_online_store(world_copy):
+    settings, ws = world_copy
+    feature_store.apply(settings, ws)
+    feature_store.materialize(settings, ws, _end_of(ws), ["user_profile", "item_profile"])
+    store = feature_store.store(settings, ws)
+    _assert_profiles_served(store, ws)
+
+    from feast.data_source import PushMode
+
+    vectors = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    now = datetime.now(timezone.utc)
+    store.push(
+        "user_id_embedding_push",
+        pd.DataFrame(
+            {
+                "user_id": [1, 2, 3],
+                "embedding": list(vectors),
+                "generation": ["g-test"] * 3,
+                "event_timestamp": [now] * 3,
+                "created_timestamp": [now] * 3,
+            }
+        ),
+        to=PushMode.ONLINE,
+    )
+    got = store.get_online_features(
+        features=store.get_feature_service("user_tower"), entity_rows=[{"user_id": u} for u in (1, 2, 3)]
+    ).to_dict()
+    assert got["generation"] == ["g-test"] * 3
+    np.testing.assert_allclose(np.array(got["embedding"], dtype=np.float32), vectors)
+    assert got["age_bucket"][0] is not None
+
+
+def test_apply_without_offline_store_is_a_clear_error(settings, ws):
+    with pytest.raises(UserError, match="twotower simulate"):
+        feature_store.apply(settings, ws)
+
+
+def test_redis_is_selected_by_configuration(tmp_path, monkeypatch):
+    monkeypatch.setenv("TWOTOWER_ONLINE_STORE__TYPE", "redis")
+    monkeypatch.setenv("TWOTOWER_ONLINE_STORE__REDIS_PASSWORD", "s3cret")
+    settings = load_settings(workspace=tmp_path / "ws")
+    text = feature_store.render_yaml(settings, Workspace(settings.workspace))
+    assert "type: redis" in text and "127.0.0.1:6379" in text
+    assert "s3cret" not in text, "secrets stay in the environment, never in files"
+    assert "${TWOTOWER_ONLINE_STORE__REDIS_PASSWORD}" in text

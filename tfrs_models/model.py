@@ -1,0 +1,132 @@
+"""The two-tower model: ID tables + dense towers + a swappable task; it only writes compute_loss.
+
+Layers (attribute names are part of the checkpoint and of the freezing rules):
+
+* ``user_ids`` / ``item_ids`` - ID embedding tables over explicit vocabularies (+ OOV rows).
+  The only variables the incremental mode trains.
+* ``user_tower`` / ``item_tower`` - feature embeddings + MLP -> unit vectors. Frozen in the
+  incremental mode.
+* ``task`` - the objective (tasks.py), no variables.
+
+The item catalogue (every item's features and click share) is held as constants so easy
+negatives can be drawn uniformly from all items inside the training step.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+import twotower  # noqa: F401
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from twotower.config import ModelSettings
+from tfrs_models.catalog import ItemCatalog
+from tfrs_models.features import IdEmbedding
+from tfrs_models.tasks import Candidates, make_task
+from tfrs_models.towers import ITEM_FEATURES, USER_FEATURES, ItemTower, UserTower
+from tfrs_models.vocab import IdVocab
+
+
+class TwoTowerModel(tfrs.Model):
+    def __init__(
+        self, settings: ModelSettings, user_vocab: IdVocab, item_vocab: IdVocab, catalog: ItemCatalog
+    ) -> None:
+        super().__init__(name="two_tower")
+        self.settings = settings
+        self.catalog = catalog
+        s = settings
+        self.user_ids = IdEmbedding(user_vocab, s.id_embedding_dim, s.oov_training_rate, name="user_id_embedding")
+        self.item_ids = IdEmbedding(item_vocab, s.id_embedding_dim, s.oov_training_rate, name="item_id_embedding")
+        self.user_tower = UserTower(s, name="user_tower")
+        self.item_tower = ItemTower(s, name="item_tower")
+        self.task = make_task(s)
+        self._items = {
+            "item_id": tf.constant(catalog.item_id),
+            "category": tf.constant(catalog.category),
+            "author_id": tf.constant(catalog.author_id),
+            "tags": tf.constant(catalog.tags),
+            "prob": tf.constant(catalog.prob),
+        }
+        self._build_variables()
+
+    # --- vocabularies -------------------------------------------------------------------------
+    @property
+    def user_vocab(self) -> IdVocab:
+        return self.user_ids.vocab
+
+    @property
+    def item_vocab(self) -> IdVocab:
+        return self.item_ids.vocab
+
+    # --- towers -------------------------------------------------------------------------------
+    def user_vectors(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """Unit user vectors from ``user_id`` + profile + hour (examples' column names)."""
+        inputs = {name: features[name] for name in USER_FEATURES}
+        inputs["id_embedding"] = self.user_ids(features["user_id"], training=training)
+        return self.user_tower(inputs)
+
+    def item_vectors(
+        self, item_id, category, author_id, tags, training: bool = False
+    ) -> tf.Tensor:
+        """Unit item vectors; works for any leading shape (``tags`` has one more axis)."""
+        inputs = {"id_embedding": self.item_ids(item_id, training=training)}
+        inputs.update(zip(ITEM_FEATURES, (category, author_id, tags)))
+        return self.item_tower(inputs)
+
+    def _build_variables(self) -> None:
+        one = tf.zeros([1], tf.int64)
+        tags = tf.zeros([1, self.settings.max_tags], tf.int64)
+        self.user_vectors({"user_id": one, "age_bucket": one, "gender": one, "city_tier": one,
+                           "interest_tags": tags, "hour": one})
+        self.item_vectors(one, one, one, tags)
+
+    # --- training -----------------------------------------------------------------------------
+    def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
+        s = self.settings
+        query = self.user_vectors(inputs, training)
+        positive = self.item_vectors(
+            inputs["item_id"], inputs["category"], inputs["author_id"], inputs["tags"], training
+        )
+        pick = tf.random.uniform([s.num_easy_negatives], 0, len(self.catalog), dtype=tf.int64)
+        easy = {k: tf.gather(v, pick) for k, v in self._items.items()}
+        hard = self.item_vectors(
+            inputs["hard_item_id"], inputs["hard_category"], inputs["hard_author_id"], inputs["hard_tags"], training
+        )
+        return self.task(
+            Candidates(
+                query=query,
+                positive=positive,
+                positive_id=tf.cast(inputs["item_id"], tf.int64),
+                positive_prob=tf.cast(inputs["item_prob"], tf.float32),
+                easy=self.item_vectors(easy["item_id"], easy["category"], easy["author_id"], easy["tags"], training),
+                easy_id=easy["item_id"],
+                easy_prob=easy["prob"],
+                hard=hard,
+                hard_id=tf.cast(inputs["hard_item_id"], tf.int64),
+                hard_prob=tf.cast(inputs["hard_prob"], tf.float32),
+                hard_mask=tf.cast(inputs["hard_mask"], tf.float32),
+                num_items=tf.constant(float(len(self.catalog))),
+            )
+        )
+
+    # --- variable groups (freezing, warm start, export) ---------------------------------------
+    def id_embedding_variables(self) -> list[tf.Variable]:
+        return [self.user_ids.embeddings, self.item_ids.embeddings]
+
+    def dense_variables(self) -> list[tf.Variable]:
+        """Everything that is not an ID table (feature embeddings, MLPs, task)."""
+        ids = {id(v) for v in self.id_embedding_variables()}
+        return [v for v in self.variables if id(v) not in ids]
+
+
+def build_model(
+    settings: ModelSettings, user_vocab: IdVocab, item_vocab: IdVocab, catalog: ItemCatalog, seed: int | None = None
+) -> TwoTowerModel:
+    """A freshly initialised model (all variables created)."""
+    if seed is not None:
+        tf.random.set_seed(seed)
+        np.random.seed(seed)
+    return TwoTowerModel(settings, user_vocab, item_vocab, catalog)

@@ -1,0 +1,156 @@
+"""The three objectives, each a separate Keras layer: ``task(Candidates) -> loss``.
+
+The model only assembles the vectors (``Candidates``); which loss turns them into a gradient is
+this module's business, selected by ``ModelSettings.objective``:
+
+* **listwise** - ``tfrs.tasks.Retrieval``: softmax over in-batch positives + the shared uniform
+  easy negatives + the row's own hard negatives, with logQ correction and accidental-hit
+  removal.
+* **pointwise** - binary cross-entropy: positive -> 1, each sampled negative -> 0.
+* **pairwise** - every (positive, negative) pair: logistic ``log(1 + exp(-(s+ - s-)/T))`` or
+  margin ``max(0, m - (cos+ - cos-))``.
+
+Sampling correction (listwise). A candidate j of the softmax is there either as some row's
+positive (in-batch, drawn with the click distribution q) or as a uniform extra (1/n). Its
+probability under that mixture is ``p_j = (B q_j + N / n) / (B + N)`` and its logit is
+corrected by ``-log p_j``. A hard negative is counted like a sampled candidate of the same
+item, weighted by ``hard_negative_weight`` (``p_j / w``), and only in its own row.
+
+Pointwise/pairwise negatives are the uniform extras (unbiased, no correction needed) plus the
+row's hard negatives (weight w); with ``num_easy_negatives = 0`` they fall back to the other
+rows' positives.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import twotower  # noqa: F401
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+import tf_keras as keras
+
+from twotower.config import ModelSettings
+
+
+class Candidates(NamedTuple):
+    query: tf.Tensor  # [B, d] unit user vectors
+    positive: tf.Tensor  # [B, d] unit vectors of the clicked items
+    positive_id: tf.Tensor  # [B]
+    positive_prob: tf.Tensor  # [B] click share of the clicked item
+    easy: tf.Tensor  # [N, d] uniformly sampled items (shared by the batch)
+    easy_id: tf.Tensor  # [N]
+    easy_prob: tf.Tensor  # [N] their click shares
+    hard: tf.Tensor  # [B, H, d] ranked-out items of each row's request
+    hard_id: tf.Tensor  # [B, H]
+    hard_prob: tf.Tensor  # [B, H]
+    hard_mask: tf.Tensor  # [B, H] float, 1 = present
+    num_items: tf.Tensor  # scalar float, catalogue size (uniform probability 1/n)
+
+
+class ListwiseTask(keras.layers.Layer):
+    def __init__(self, s: ModelSettings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.hard_weight = s.hard_negative_weight
+        self.retrieval = tfrs.tasks.Retrieval(
+            loss=keras.losses.CategoricalCrossentropy(
+                from_logits=True, reduction=keras.losses.Reduction.SUM_OVER_BATCH_SIZE
+            ),
+            temperature=s.temperature,
+            remove_accidental_hits=True,
+            name="retrieval",
+        )
+
+    def call(self, c: Candidates) -> tf.Tensor:
+        b = tf.cast(tf.shape(c.query)[0], tf.float32)
+        n = tf.cast(tf.shape(c.easy)[0], tf.float32)
+
+        def mixture(q):
+            return (b * q + n / c.num_items) / (b + n)
+
+        cands = [c.positive, c.easy]
+        ids = [c.positive_id, c.easy_id]
+        probs = [mixture(c.positive_prob), mixture(c.easy_prob)]
+        mask = None
+        hard_count = c.hard.shape[1]
+        if self.hard_weight > 0 and hard_count:
+            rows = tf.shape(c.query)[0]
+            d = tf.shape(c.query)[1]
+            cands.append(tf.reshape(c.hard, [-1, d]))
+            ids.append(tf.reshape(c.hard_id, [-1]))
+            probs.append(tf.reshape(mixture(c.hard_prob) / self.hard_weight, [-1]))
+            # Row r may only see its own hard negatives (and not the padding).
+            own = tf.repeat(tf.eye(rows, dtype=tf.bool), hard_count, axis=1)
+            present = tf.reshape(c.hard_mask > 0, [1, -1])
+            shared = tf.ones([rows, tf.shape(c.positive)[0] + tf.shape(c.easy)[0]], tf.bool)
+            mask = tf.concat([shared, tf.logical_and(own, present)], axis=1)
+        return self.retrieval(
+            c.query,
+            tf.concat(cands, axis=0),
+            candidate_sampling_probability=tf.concat(probs, axis=0),
+            candidate_ids=tf.concat(ids, axis=0),
+            score_mask=mask,
+            compute_metrics=False,
+            compute_batch_metrics=False,
+        )
+
+
+def _negatives(c: Candidates):
+    """Cosines of (easy, hard) negatives per row and their validity masks (accidental hits out)."""
+    if c.easy.shape[0] == 0:  # fall back to in-batch negatives
+        easy = tf.matmul(c.query, c.positive, transpose_b=True)
+        easy_ok = tf.not_equal(c.positive_id[:, None], c.positive_id[None, :])
+    else:
+        easy = tf.matmul(c.query, c.easy, transpose_b=True)
+        easy_ok = tf.not_equal(c.positive_id[:, None], c.easy_id[None, :])
+    hard = tf.einsum("bd,bhd->bh", c.query, c.hard)
+    hard_ok = tf.logical_and(c.hard_mask > 0, tf.not_equal(c.hard_id, c.positive_id[:, None]))
+    return easy, tf.cast(easy_ok, tf.float32), hard, tf.cast(hard_ok, tf.float32)
+
+
+def _masked_mean(x: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(x * mask, axis=1) / tf.maximum(tf.reduce_sum(mask, axis=1), 1.0)
+
+
+class PointwiseTask(keras.layers.Layer):
+    def __init__(self, s: ModelSettings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.temperature = s.temperature
+        self.hard_weight = s.hard_negative_weight
+
+    def call(self, c: Candidates) -> tf.Tensor:
+        t = self.temperature
+        pos = tf.reduce_sum(c.query * c.positive, axis=1) / t
+        easy, easy_ok, hard, hard_ok = _negatives(c)
+        # BCE(logit, 1) = softplus(-logit); BCE(logit, 0) = softplus(logit)
+        loss = tf.nn.softplus(-pos) + _masked_mean(tf.nn.softplus(easy / t), easy_ok)
+        loss += self.hard_weight * _masked_mean(tf.nn.softplus(hard / t), hard_ok)
+        return tf.reduce_mean(loss)
+
+
+class PairwiseTask(keras.layers.Layer):
+    def __init__(self, s: ModelSettings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.temperature = s.temperature
+        self.hard_weight = s.hard_negative_weight
+        self.kind = s.pairwise_loss
+        self.margin = s.pairwise_margin
+
+    def _pair_loss(self, diff: tf.Tensor) -> tf.Tensor:
+        if self.kind == "margin":
+            return tf.nn.relu(self.margin - diff)
+        return tf.nn.softplus(-diff / self.temperature)
+
+    def call(self, c: Candidates) -> tf.Tensor:
+        pos = tf.reduce_sum(c.query * c.positive, axis=1, keepdims=True)
+        easy, easy_ok, hard, hard_ok = _negatives(c)
+        loss = _masked_mean(self._pair_loss(pos - easy), easy_ok)
+        loss += self.hard_weight * _masked_mean(self._pair_loss(pos - hard), hard_ok)
+        return tf.reduce_mean(loss)
+
+
+TASKS = {"listwise": ListwiseTask, "pointwise": PointwiseTask, "pairwise": PairwiseTask}
+
+
+def make_task(s: ModelSettings) -> keras.layers.Layer:
+    return TASKS[s.objective](s, name=f"{s.objective}_task")

@@ -1,0 +1,104 @@
+"""Running Feast against a workspace: the effective ``feature_store.yaml``, apply, materialize.
+
+The declarations live in ``feature_repo/`` (the truth); which online store they go to comes from
+the typed settings, rendered into ``<workspace>/feast/feature_store.yaml``. ``feast apply`` runs
+as the real Feast CLI in a subprocess (exactly what a user types by hand, and Feast's apply
+changes the process's working directory); reads and materialization use the SDK in-process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+
+from twotower import schema
+from twotower.config import Settings
+from twotower.errors import UserError
+from twotower.workspace import Workspace, atomic_write_bytes
+
+FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+REDIS_PASSWORD_ENV = "TWOTOWER_ONLINE_STORE__REDIS_PASSWORD"
+
+
+def render_yaml(settings: Settings, ws: Workspace) -> str:
+    """The effective Feast config. Secrets stay as ``${VAR}`` (Feast expands them at load)."""
+    if settings.online_store.type == "redis":
+        conn = f"{settings.online_store.redis_host}:{settings.online_store.redis_port}"
+        if settings.online_store.redis_password is not None:
+            conn += ",password=${%s}" % REDIS_PASSWORD_ENV
+        online = {"type": "redis", "connection_string": conn}
+    else:
+        online = {"type": "sqlite", "path": str(ws.feast_dir / "online_store.db")}
+    config = {
+        "project": settings.feast_project,
+        "provider": "local",
+        "registry": str(ws.feast_dir / "registry.db"),
+        "online_store": online,
+        "offline_store": {"type": "dask"},
+        "entity_key_serialization_version": 3,
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def feast_env(settings: Settings, ws: Workspace) -> dict[str, str]:
+    env = dict(os.environ, TWOTOWER_WORKSPACE=str(ws.root))
+    if settings.online_store.redis_password is not None:
+        env[REDIS_PASSWORD_ENV] = settings.online_store.redis_password.get_secret_value()
+    return env
+
+
+def prepare(settings: Settings, ws: Workspace) -> Path:
+    """Write the effective yaml and make sure every source path exists."""
+    ws.ensure()
+    atomic_write_bytes(ws.feature_store_yaml, render_yaml(settings, ws).encode())
+    if not any(ws.user_embeddings_dir.glob("*.parquet")):
+        # An empty, typed file: the embedding source is valid before the first generation.
+        ws.user_embeddings_dir.mkdir(parents=True, exist_ok=True)
+        empty = schema.USER_ID_EMBEDDING.empty_table()
+        tmp = ws.user_embeddings_dir / ".empty.parquet.tmp"
+        pq.write_table(empty, tmp)
+        os.replace(tmp, ws.user_embeddings_dir / "empty.parquet")
+    return ws.feature_store_yaml
+
+
+def apply(settings: Settings, ws: Workspace) -> str:
+    """``feast apply`` of feature_repo/ against the workspace (idempotent). Returns Feast's output."""
+    if not ws.users_path.exists() or not ws.items_path.exists():
+        raise UserError(
+            f"no offline store in {ws.root}: run `twotower simulate` or `twotower ingest` first"
+        )
+    path = prepare(settings, ws)
+    feast = Path(sys.executable).with_name("feast")
+    proc = subprocess.run(
+        [str(feast), "-f", str(path), "apply"],
+        cwd=FEATURE_REPO,
+        env=feast_env(settings, ws),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise UserError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def store(settings: Settings, ws: Workspace):
+    """A Feast SDK handle on the workspace's registry and online store."""
+    from feast import FeatureStore
+
+    if not (ws.feast_dir / "registry.db").exists():
+        raise UserError(f"no Feast registry in {ws.feast_dir}: run `twotower feast apply` first")
+    os.environ["TWOTOWER_WORKSPACE"] = str(ws.root)
+    if settings.online_store.redis_password is not None:
+        os.environ[REDIS_PASSWORD_ENV] = settings.online_store.redis_password.get_secret_value()
+    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=prepare(settings, ws))
+
+
+def materialize(settings: Settings, ws: Workspace, end: datetime, views: list[str] | None = None) -> None:
+    """``feast materialize-incremental`` up to ``end`` for the given views (default: all)."""
+    store(settings, ws).materialize_incremental(end_date=end, feature_views=views)

@@ -1,0 +1,132 @@
+"""Derived frames: checks GX cannot express on one table, turned into columns GX can judge.
+
+Each function is pure (arrow tables in, a pandas frame out). The frames carry no verdicts, only
+facts (an unknown ID, a share, a rate); the GX suites in ``validation.suites`` decide whether
+the facts are acceptable, so every check appears in the GX results and the data docs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from twotower import schema
+from validation.history import DayProfile, History
+from validation.load import Table
+
+MISSING = "<missing>"
+UTC_US = pa.timestamp("us", tz="UTC")
+
+LINK_COLUMNS = [
+    "unknown_user_id",  # user_id of an event whose user is not in users.parquet
+    "unknown_item_id",  # item_id of an event whose item is not in items.parquet
+    "user_id_before_profile",  # user_id of an event older than the user's first profile row
+    "item_id_before_creation",  # item_id of an event older than the item's first row
+]
+
+
+def qualified(table: str, column: str) -> str:
+    return f"{table}.{column}"
+
+
+def schema_frame(tables: list[Table]) -> pd.DataFrame:
+    """One row; a column per ``table.column`` found in the files (in file order) or expected by
+    ``twotower.schema`` (value ``<missing>``); the value is the arrow type as stored."""
+    row: dict[str, str] = {}
+    for table in tables:
+        for column, arrow_type in table.types.items():
+            row[qualified(table.name, column)] = arrow_type
+        for f in schema.TABLES[table.name]:
+            row.setdefault(qualified(table.name, f.name), MISSING)
+    return pd.DataFrame([row], dtype=object)
+
+
+class Ints:
+    """An int64 column without the float detour (IDs may be 64-bit hashes): values + validity."""
+
+    def __init__(self, values: np.ndarray, valid: np.ndarray):
+        self.values, self.valid = values, valid
+
+
+def _as_int64(table: pa.Table, column: str, notes: list[str], what: str) -> Ints | None:
+    """Column as int64 (timestamps as UTC microseconds); None (and a note) if unusable."""
+    if column not in table.column_names:
+        notes.append(f"{what}.{column} is missing")
+        return None
+    col = table[column]
+    try:
+        if pa.types.is_timestamp(col.type):
+            col = col.cast(pa.timestamp("us", tz=col.type.tz or "UTC")).cast(UTC_US).cast(pa.int64())
+        else:
+            col = col.cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        notes.append(f"{what}.{column} is {table[column].type}, not usable as int64/timestamp")
+        return None
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    return Ints(col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False), valid)
+
+
+def _first_valid(table: pa.Table, key: str, notes: list[str], what: str) -> pd.Series | None:
+    """Earliest event_timestamp (us) of each ID: when the ID's first row became valid.
+    A null timestamp counts as 'valid forever' (the not-null expectations report it)."""
+    ids = _as_int64(table, key, notes, what)
+    ts = _as_int64(table, "event_timestamp", notes, what)
+    if ids is None or ts is None:
+        return None
+    stamps = np.where(ts.valid, ts.values, np.iinfo(np.int64).min)
+    frame = pd.DataFrame({"id": ids.values[ids.valid], "ts": stamps[ids.valid]})
+    return frame.groupby("id")["ts"].min()
+
+
+def _link(ids: Ints, ts: Ints, first: pd.Series) -> tuple[pd.array, pd.array]:
+    """(unknown id or NA, id-used-before-valid or NA) per event."""
+    pos = np.full(len(ids.values), -1, np.int64)
+    pos[ids.valid] = pd.Index(first.index).get_indexer(ids.values[ids.valid])
+    known = pos >= 0
+    unknown = ids.valid & ~known
+    valid_from = first.to_numpy()[np.maximum(pos, 0)] if len(first) else np.zeros(len(pos), np.int64)
+    early = known & ts.valid & (ts.values < valid_from)
+    as_ids = lambda mask: pd.arrays.IntegerArray(ids.values.copy(), ~mask)  # noqa: E731
+    return as_ids(unknown), as_ids(early)
+
+
+def event_links(events: Table, users: Table, items: Table) -> tuple[pd.DataFrame, list[str]]:
+    """Per event: is its user/item known, and was it valid at the event's time?"""
+    notes: list[str] = []
+    ev_users = _as_int64(events.data, "user_id", notes, "events")
+    ev_items = _as_int64(events.data, "item_id", notes, "events")
+    ev_ts = _as_int64(events.data, "event_timestamp", notes, "events")
+    first_user = _first_valid(users.data, "user_id", notes, "users")
+    first_item = _first_valid(items.data, "item_id", notes, "items")
+    if any(x is None for x in (ev_users, ev_items, ev_ts, first_user, first_item)):
+        notes.insert(0, "cross-table checks (event_links) not computed")
+        return pd.DataFrame({c: pd.array([], dtype="Int64") for c in LINK_COLUMNS}), notes
+    unknown_user, early_user = _link(ev_users, ev_ts, first_user)
+    unknown_item, early_item = _link(ev_items, ev_ts, first_item)
+    frame = pd.DataFrame(dict(zip(LINK_COLUMNS, (unknown_user, unknown_item, early_user, early_item))))
+    return frame, notes
+
+
+def day_stats(today: DayProfile, history: History) -> tuple[pd.DataFrame, dict]:
+    """One row of day-level facts: click rate and the shares of never-seen IDs."""
+    new_users = np.setdiff1d(today.user_ids, history.seen_users, assume_unique=True)
+    new_items = np.setdiff1d(today.item_ids, history.seen_items, assume_unique=True)
+    share = lambda new, active: len(new) / len(active) if len(active) else 0.0  # noqa: E731
+    rate = today.click_rate
+    stats = {
+        "click_rate": float("nan") if rate is None else rate,
+        "new_user_share": share(new_users, today.user_ids),
+        "new_item_share": share(new_items, today.item_ids),
+    }
+    facts = {
+        "events": today.rows,
+        "clicks": today.clicks,
+        "impressions": today.impressions,
+        "active_users": int(len(today.user_ids)),
+        "new_users": int(len(new_users)),
+        "active_items": int(len(today.item_ids)),
+        "new_items": int(len(new_items)),
+        "reference_day": history.previous.day.isoformat() if history.previous else None,
+    }
+    return pd.DataFrame([stats]), facts

@@ -1,0 +1,90 @@
+"""Reading what the gate judges: one day of events plus the users and items tables.
+
+Only *unreadable* input is an error here (a missing partition, a file that is not parquet):
+everything that is readable but wrong (a renamed column, a wrong type, nulls) is loaded as it
+is and left for GX to judge, so that it shows up as a failed expectation in the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from twotower.errors import DataError
+from twotower.workspace import Workspace
+
+
+@dataclass
+class Table:
+    """A table as stored: its data and, per column, the arrow type(s) found in its files."""
+
+    name: str
+    data: pa.Table
+    types: dict[str, str]  # column -> arrow type; "a | b" when the files disagree
+    files: list[Path]
+
+
+def day_parts(ws: Workspace, day: date) -> list[Path]:
+    """The parquet parts of one day's partition (an error naming the directory if none)."""
+    folder = ws.events_day_dir(day)
+    if not folder.is_dir():
+        known = ", ".join(d.isoformat() for d in ws.days()) or "none"
+        raise DataError(f"no events for day {day}: {folder} does not exist (days in store: {known})")
+    parts = sorted(p for p in folder.glob("*.parquet") if p.is_file())
+    if not parts:
+        raise DataError(f"no events for day {day}: {folder} holds no *.parquet part")
+    return parts
+
+
+def read_table(name: str, files: list[Path], columns: list[str] | None = None) -> Table:
+    """Read and concatenate parquet files; files that disagree on columns are kept apart
+    column-wise (missing values become null) so GX sees the union, not an exception."""
+    tables: list[pa.Table] = []
+    types: dict[str, list[str]] = {}
+    for path in files:
+        if not path.is_file():
+            raise DataError(f"{name}: {path} does not exist")
+        try:
+            table = pq.read_table(path, columns=columns)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise DataError(f"{name}: cannot read {path} as parquet: {exc}") from None
+        for field in table.schema:
+            seen = types.setdefault(field.name, [])
+            if str(field.type) not in seen:
+                seen.append(str(field.type))
+        tables.append(table.replace_schema_metadata(None))
+    try:
+        data = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        # Type conflicts between parts: keep every column, as strings where the parts disagree.
+        conflicting = sorted(c for c, t in types.items() if len(t) > 1)
+        try:
+            data = _concat_as_strings(tables, set(conflicting))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise DataError(
+                f"{name}: the files {', '.join(str(f) for f in files)} disagree on the type of "
+                f"column(s) {', '.join(conflicting)}: {exc}"
+            ) from None
+    return Table(name, data, {c: " | ".join(t) for c, t in types.items()}, list(files))
+
+
+def _concat_as_strings(tables: list[pa.Table], conflicting: set[str]) -> pa.Table:
+    fixed = []
+    for table in tables:
+        for column in conflicting & set(table.column_names):
+            i = table.column_names.index(column)
+            table = table.set_column(i, column, table[column].cast(pa.string()))
+        fixed.append(table)
+    return pa.concat_tables(fixed, promote_options="permissive")
+
+
+def read_day(ws: Workspace, day: date) -> tuple[Table, Table, Table]:
+    """(events of the day, users, items) exactly as stored."""
+    events = read_table("events", day_parts(ws, day))
+    users = read_table("users", [ws.users_path])
+    items = read_table("items", [ws.items_path])
+    return events, users, items
