@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from entities import item, user
+from entities import embedding_slot, item, user
 from feast import FeatureView, Field
 from feast.types import Array, Float32, Int32, Int64, String
 from sources import items_source, user_id_embedding_push, users_source
@@ -38,10 +38,11 @@ item_profile = FeatureView(
 )
 
 # The user tower's ID embedding, published by the full update (materialize) and refreshed
-# intraday by the incremental trainer (push). `generation` ties it to one user dense tower.
+# intraday by the incremental trainer (push). Keyed by (user, slot); `generation` ties a row to
+# exactly one user dense tower, and serving checks it.
 user_id_embedding = FeatureView(
     name="user_id_embedding",
-    entities=[user],
+    entities=[user, embedding_slot],
     ttl=timedelta(days=30),
     schema=[
         Field(name="embedding", dtype=Array(Float32)),

@@ -102,6 +102,7 @@ def test_twotower_runs_feast_and_push_source_reaches_online_store(world_copy):
         pd.DataFrame(
             {
                 "user_id": [1, 2, 3],
+                "embedding_slot": [1, 1, 1],
                 "embedding": list(vectors),
                 "generation": ["g-test"] * 3,
                 "event_timestamp": [now] * 3,
@@ -111,11 +112,12 @@ def test_twotower_runs_feast_and_push_source_reaches_online_store(world_copy):
         to=PushMode.ONLINE,
     )
     got = store.get_online_features(
-        features=store.get_feature_service("user_tower"), entity_rows=[{"user_id": u} for u in (1, 2, 3)]
+        features=store.get_feature_service("user_tower"),
+        entity_rows=[{"user_id": u, "embedding_slot": s} for s in (1, 0) for u in (1, 2, 3)],
     ).to_dict()
-    assert got["generation"] == ["g-test"] * 3
-    np.testing.assert_allclose(np.array(got["embedding"], dtype=np.float32), vectors)
-    assert got["age_bucket"][0] is not None
+    assert got["generation"] == ["g-test"] * 3 + [None] * 3, "slots are independent"
+    np.testing.assert_allclose(np.array(got["embedding"][:3], dtype=np.float32), vectors)
+    assert got["age_bucket"][0] is not None and got["age_bucket"][0] == got["age_bucket"][3]
 
 
 def test_apply_without_offline_store_is_a_clear_error(settings, ws):

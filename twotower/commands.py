@@ -74,3 +74,37 @@ def demo(ctx: typer.Context) -> None:
     from twotower import demo as run
 
     run.run(settings_of(ctx), _ws(ctx), echo=typer.echo)
+
+
+generations_app = typer.Typer(help="List published generations; roll back to the previous one.")
+app.add_typer(generations_app, name="generations")
+
+
+@generations_app.callback(invoke_without_command=True)
+def generations_list(
+    ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")
+) -> None:
+    """List generations (* = served)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from twotower import generations as gens
+
+    ws = _ws(ctx)
+    ptr = gens.read_pointer(ws)
+    current_id = ptr.current if ptr else None
+    manifests = gens.listing(ws)
+    if as_json:
+        typer.echo(gens.as_json(manifests, current_id))
+    elif not manifests:
+        typer.echo("no generation published yet (run `twotower full-update DAY`)")
+    for m in [] if as_json else manifests:
+        typer.echo(gens.describe(m, m.id == current_id))
+
+
+@generations_app.command("rollback")
+def generations_rollback(ctx: typer.Context) -> None:
+    """Serve the previously published generation again."""
+    from twotower import generations as gens
+
+    ptr = gens.rollback(_ws(ctx))
+    typer.echo(f"now serving {ptr.current}")

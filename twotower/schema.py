@@ -53,6 +53,7 @@ EVENTS = pa.schema(
 USER_ID_EMBEDDING = pa.schema(
     [
         ("user_id", pa.int64()),
+        ("embedding_slot", pa.int64()),  # blue/green slot of the generation (0 or 1)
         ("embedding", pa.list_(pa.float32())),
         ("generation", pa.string()),
         ("event_timestamp", TS),  # newest event the embedding includes (for freshness / newest-wins)

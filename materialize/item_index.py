@@ -1,0 +1,141 @@
+"""The item vector index: Annoy files, memory-mapped, with the row -> item_id map beside them.
+
+Why Annoy's *angular* metric: both towers emit L2-normalised vectors, so angular distance is a
+monotone function of the cosine the model was trained on (cos = 1 - d^2 / 2) and the score we
+return is exactly the model's cosine. ``search_k`` (how many nodes a query inspects) is the
+recall/speed knob; its default (n_trees * k) gives poor recall at small k, so the full update
+measures recall against exact search and records the value it chose in the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from annoy import AnnoyIndex
+
+INDEX_FILE, IDS_FILE, META_FILE = "items.ann", "item_ids.npy", "index.json"
+
+
+@dataclass
+class IndexMeta:
+    dim: int
+    items: int
+    n_trees: int
+    search_k: int
+    build_seconds: float
+    size_bytes: int
+
+
+def build(
+    item_ids: np.ndarray,
+    vectors: np.ndarray,
+    out_dir: Path,
+    n_trees: int,
+    search_k: int = -1,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda _m: None,
+) -> IndexMeta:
+    """Write an Annoy index of ``vectors`` (rows = items) into ``out_dir``.
+
+    Items are added once, before ``build()`` (adding after a build can crash ``save``).
+    """
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    if len(item_ids) != n:
+        raise ValueError(f"{len(item_ids)} item ids for {n} vectors")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    index = AnnoyIndex(dim, "angular")
+    index.set_seed(seed)
+    step = max(n // 10, 1)
+    for row in range(n):
+        index.add_item(row, vectors[row])
+        if (row + 1) % step == 0:
+            log(f"index: added {row + 1:,}/{n:,} items")
+    log(f"index: building {n_trees} trees over {n:,} x {dim}")
+    index.build(n_trees, n_jobs=-1)
+    index.save(str(out_dir / INDEX_FILE))
+    index.unload()
+    np.save(out_dir / IDS_FILE, np.asarray(item_ids, dtype=np.int64))
+    meta = IndexMeta(
+        dim=dim,
+        items=n,
+        n_trees=n_trees,
+        search_k=search_k,
+        build_seconds=time.perf_counter() - started,
+        size_bytes=(out_dir / INDEX_FILE).stat().st_size,
+    )
+    (out_dir / META_FILE).write_text(json.dumps(asdict(meta), indent=2))
+    log(f"index: built in {meta.build_seconds:.1f}s, {meta.size_bytes / 2**20:.1f} MiB")
+    return meta
+
+
+class ItemIndex:
+    """A read-only, memory-mapped index. Safe to share between threads."""
+
+    def __init__(self, directory: Path):
+        self.directory = Path(directory)
+        self.meta = IndexMeta(**json.loads((self.directory / META_FILE).read_text()))
+        self._index = AnnoyIndex(self.meta.dim, "angular")
+        self._index.load(str(self.directory / INDEX_FILE), prefault=False)  # mmap, no copy
+        self.item_ids = np.load(self.directory / IDS_FILE, mmap_mode="r")
+
+    def search_k_for(self, k: int) -> int:
+        return self.meta.search_k if self.meta.search_k > 0 else -1
+
+    def query(self, vector: np.ndarray, k: int, search_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (item_ids, cosine scores), best first."""
+        sk = self.search_k_for(k) if search_k is None else search_k
+        rows, dist = self._index.get_nns_by_vector(vector, k, search_k=sk, include_distances=True)
+        dist = np.asarray(dist, dtype=np.float32)
+        return np.asarray(self.item_ids[rows]), 1.0 - dist * dist / 2.0
+
+    def unload(self) -> None:
+        self._index.unload()
+
+
+def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the exact top-``k`` by inner product (brute force, numpy), best first."""
+    scores = queries @ vectors.T
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+    return np.take_along_axis(top, order, axis=1)
+
+
+def recall_against_exact(
+    index: ItemIndex, vectors: np.ndarray, queries: np.ndarray, k: int, search_k: int
+) -> tuple[float, float]:
+    """(recall@k of the index vs exact search, mean seconds per query)."""
+    truth = exact_topk(vectors, queries, k)
+    row_of = {int(i): r for r, i in enumerate(index.item_ids)}
+    hits = 0
+    started = time.perf_counter()
+    results = [index.query(q, k, search_k)[0] for q in queries]
+    per_query = (time.perf_counter() - started) / len(queries)
+    for got, want in zip(results, truth):
+        hits += len({row_of[int(i)] for i in got} & set(want.tolist()))
+    return hits / truth.size, per_query
+
+
+def choose_search_k(
+    index: ItemIndex,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    target_recall: float,
+    factors: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100),
+) -> tuple[int, list[dict]]:
+    """The smallest ``search_k = n_trees * k * factor`` reaching ``target_recall`` (measured)."""
+    trials = []
+    for factor in factors:
+        sk = index.meta.n_trees * k * factor
+        recall, secs = recall_against_exact(index, vectors, queries, k, sk)
+        trials.append({"search_k": sk, "recall": recall, "seconds_per_query": secs})
+        if recall >= target_recall:
+            return sk, trials
+    return trials[-1]["search_k"], trials
