@@ -108,3 +108,18 @@ def generations_rollback(ctx: typer.Context) -> None:
 
     ptr = gens.rollback(_ws(ctx))
     typer.echo(f"now serving {ptr.current}")
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    events: Optional[Path] = typer.Option(None, help="Events file (CSV or parquet)."),
+    users: Optional[Path] = typer.Option(None, help="Users file (CSV or parquet)."),
+    items: Optional[Path] = typer.Option(None, help="Items file (CSV or parquet)."),
+) -> None:
+    """Bring your own data into the offline store (schema: docs/data-schema.md). All or nothing."""
+    from twotower.ingest import ingest as run
+
+    summary = run(settings_of(ctx), _ws(ctx), events=events, users=users, items=items)
+    for line in summary.lines():
+        typer.echo(line)

@@ -168,6 +168,9 @@ class ValidationSettings(_Section):
     keep_batches: bool = Field(
         False, description="keep the staged frames GX validated (gx/uncommitted/batches) after a run"
     )
+    docs_index_days: int = Field(
+        7, ge=1, description="gate runs listed on the data docs index page (older pages stay on disk)"
+    )
 
     @model_validator(mode="after")
     def _bounds_ordered(self) -> "ValidationSettings":

@@ -81,6 +81,13 @@ def parse_int(arr: pa.Array, lo: int = -INT64_MAX, hi: int = INT64_MAX) -> Parse
     t = arr.type
     if pa.types.is_string(t):
         s, null = _strings(arr)
+        try:  # fast path: plain decimal integers (the common case) need no regex
+            if pc.any(pc.match_substring(s, "x", ignore_case=True)).as_py():
+                raise pa.ArrowInvalid("arrow would read 0x.. as hexadecimal")
+            values = _np(pc.cast(pc.if_else(pa.array(null), "0", s), pa.int64()))
+            return _in_range(Parsed(values, null, [("not an integer", np.zeros(len(s), bool))]), lo, hi)
+        except pa.ArrowInvalid:
+            pass
         ok = _np(pc.match_substring_regex(s, r"^[+-]?\d+(\.0*)?$")) & ~null
         digits = pc.replace_substring_regex(pc.replace_substring_regex(s, r"\.0*$", ""), r"^\+", "")
         body = pc.replace_substring_regex(digits, r"^-?0*", "")
@@ -104,11 +111,15 @@ def parse_int(arr: pa.Array, lo: int = -INT64_MAX, hi: int = INT64_MAX) -> Parse
         bad = [("not an integer", ~ok & ~null)]
     else:
         return _wrong_type(arr, "integer")
-    outside = ((values < lo) | (values > hi)) & ~null
-    for reason, mask in bad:
+    return _in_range(Parsed(values, null, bad), lo, hi)
+
+
+def _in_range(p: Parsed, lo: int, hi: int) -> Parsed:
+    outside = ((p.values < lo) | (p.values > hi)) & ~p.null
+    for _, mask in p.bad:
         outside &= ~mask
-    bad.append((f"out of range {lo}..{hi}", outside))
-    return Parsed(values, null, bad)
+    p.bad.append((f"out of range {lo}..{hi}", outside))
+    return p
 
 
 def epoch_to_us(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -191,9 +202,9 @@ def parse_timestamp(arr: pa.Array) -> Parsed:
     elif pa.types.is_date64(t):
         us = _np(pc.fill_null(arr.cast(pa.int64()), 0)) * 1_000
     elif pa.types.is_integer(t):
-        ints = parse_int(arr)
-        us, bad = epoch_to_us(ints.values)
-        return Parsed(us, null, [(_TS_REASON, (bad | ints.bad[0][1]) & ~null)])
+        as_int = parse_int(arr)
+        us, bad = epoch_to_us(as_int.values)
+        return Parsed(us, null, [(_TS_REASON, (bad | as_int.bad[0][1]) & ~null)])
     else:
         return _wrong_type(arr, "timestamp")
     bad = ((us < MIN_US) | (us >= MAX_US)) & ~null

@@ -6,8 +6,10 @@ in ``INPUT`` below and documented in docs/data-schema.md.
 
 Defaults are chosen so that nothing needs guessing later:
 - profile/item features default to the "unknown" value 0 and empty tag lists;
-- a profile or item whose validity start is unknown is valid since 1970-01-01T00:00Z, so every
-  event's point-in-time join finds it (a guessed later start would drop features silently);
+- a profile or item whose validity start is unknown is valid from the start of the event
+  history (midnight UTC of the earliest event day, incoming or stored), so every event's
+  point-in-time join finds it, while the timestamp stays recent enough for Feast's TTL-bounded
+  materialization (a 1970 "always" would never reach the online store);
 - a missing ``event_id`` is a hash of the event's content, so re-ingesting the same file
   yields the same IDs (idempotent) and IDs stay unique across files without a counter.
 """
@@ -110,8 +112,12 @@ def _issue(raw: pa.Table, column: str, message: str, mask: np.ndarray, sample: i
     return Issue(column, message, rows, shown)
 
 
-def map_table(kind: str, raw: pa.Table, sample: int = 5) -> Mapped:
-    """Parse, check and default every accepted column of ``raw`` (a users/items/events file)."""
+def map_table(kind: str, raw: pa.Table, sample: int = 5, history_start_us: int | None = None) -> Mapped:
+    """Parse, check and default every accepted column of ``raw`` (a users/items/events file).
+
+    ``history_start_us`` (midnight UTC of the earliest event day, incoming or stored; None if
+    there are no events at all) is the validity start of users/items rows that carry none.
+    """
     spec = INPUT[kind]
     names = raw.column_names
     issues: list[Issue] = []
@@ -142,14 +148,14 @@ def map_table(kind: str, raw: pa.Table, sample: int = 5) -> Mapped:
     values: dict[str, np.ndarray | pa.Array | None] = {}
     nulls: dict[str, np.ndarray] = {}
     for col in spec:
-        p = parsed.get(col.name)
-        if p is None:
+        got = parsed.get(col.name)
+        if got is None:
             values[col.name], nulls[col.name] = None, np.ones(n, bool)
-        elif col.default is not None and not isinstance(p.values, pa.Array):
-            values[col.name] = np.where(p.null, col.default, p.values)
+        elif col.default is not None and isinstance(got.values, np.ndarray):
+            values[col.name] = np.where(got.null, np.asarray(col.default), got.values)
             nulls[col.name] = np.zeros(n, bool)
         else:
-            values[col.name], nulls[col.name] = p.values, p.null
+            values[col.name], nulls[col.name] = got.values, got.null
     for col in spec:  # columns absent from the file take their constant default
         if values[col.name] is None and col.default is not None:
             if col.default == ():
@@ -159,7 +165,7 @@ def map_table(kind: str, raw: pa.Table, sample: int = 5) -> Mapped:
             else:
                 values[col.name] = np.full(n, col.default)
             nulls[col.name] = np.zeros(n, bool)
-    return _FINISH[kind](values, nulls, ignored)
+    return _FINISH[kind](values, nulls, ignored, history_start_us)
 
 
 def _either(primary: np.ndarray | None, null: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -170,14 +176,26 @@ def _ts(us: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(us, np.int64)).cast(schema.TS)
 
 
-def _finish_users(v: dict, nulls: dict, ignored: list[str]) -> Mapped:
+def _undatable(column: str, fix: str, rows: np.ndarray, ignored: list[str]) -> Mapped:
+    return Mapped(None, [Issue(
+        column,
+        f"empty, and there are no events (in this ingest or the store) to date the row from; "
+        f"give {fix}, or ingest the events together with this file",
+        rows,
+    )], ignored)
+
+
+def _finish_users(v: dict, nulls: dict, ignored: list[str], history_start_us: int | None) -> Mapped:
     n = len(nulls["user_id"])
     signup, ts = v["signup_date"], v["event_timestamp"]
-    # event_timestamp: given > midnight of signup_date > 1970-01-01.
-    from_signup = np.zeros(n, np.int64) if signup is None else np.where(
-        nulls["signup_date"], 0, signup.astype(np.int64) * US_PER_DAY
-    )
-    ts_us = _either(ts, nulls["event_timestamp"], from_signup).astype(np.int64)
+    undated = nulls["event_timestamp"] & nulls["signup_date"]
+    if undated.any() and history_start_us is None:
+        return _undatable("event_timestamp", "event_timestamp or signup_date", np.flatnonzero(undated), ignored)
+    # event_timestamp: given > midnight UTC of signup_date > start of the event history.
+    fallback = np.full(n, history_start_us or 0, np.int64)
+    if signup is not None:
+        fallback = np.where(nulls["signup_date"], fallback, signup.astype(np.int64) * US_PER_DAY)
+    ts_us = _either(ts, nulls["event_timestamp"], fallback).astype(np.int64)
     # signup_date: given > UTC date of event_timestamp.
     days = _either(signup, nulls["signup_date"], (ts_us // US_PER_DAY).astype(np.int32))
     table = pa.table(
@@ -195,9 +213,14 @@ def _finish_users(v: dict, nulls: dict, ignored: list[str]) -> Mapped:
     return Mapped(table, [], ignored)
 
 
-def _finish_items(v: dict, nulls: dict, ignored: list[str]) -> Mapped:
+def _finish_items(v: dict, nulls: dict, ignored: list[str], history_start_us: int | None) -> Mapped:
     n = len(nulls["item_id"])
-    alias = _either(v["event_timestamp"], nulls["event_timestamp"], np.zeros(n, np.int64))
+    undated = nulls["created_at"] & nulls["event_timestamp"]
+    if undated.any() and history_start_us is None:
+        return _undatable("created_at", "created_at", np.flatnonzero(undated), ignored)
+    # created_at: given > event_timestamp column > start of the event history.
+    fallback = np.full(n, history_start_us or 0, np.int64)
+    alias = _either(v["event_timestamp"], nulls["event_timestamp"], fallback)
     created = _either(v["created_at"], nulls["created_at"], alias).astype(np.int64)
     table = pa.table(
         {
@@ -213,7 +236,7 @@ def _finish_items(v: dict, nulls: dict, ignored: list[str]) -> Mapped:
     return Mapped(table, [], ignored)
 
 
-def _finish_events(v: dict, nulls: dict, ignored: list[str]) -> Mapped:
+def _finish_events(v: dict, nulls: dict, ignored: list[str], history_start_us: int | None) -> Mapped:
     n = len(nulls["user_id"])
     missing = nulls["event_id"]
     type_code = pc.index_in(v["event_type"], value_set=pa.array(schema.EVENT_TYPES)).to_numpy()

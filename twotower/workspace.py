@@ -112,6 +112,7 @@ def staged_dir(target: Path) -> Iterator[Path]:
     for stale in target.parent.glob(f".staging-{target.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     stage = Path(tempfile.mkdtemp(prefix=f".staging-{target.name}-", dir=target.parent))
+    os.chmod(stage, 0o755)  # mkdtemp makes it private; the published directory is not
     try:
         yield stage
     except BaseException:

@@ -119,7 +119,7 @@ def simulate(
                 day, all_users, all_items, interests, latent, policy, cfg.new_interest_share, rng
             )
             interests = interests.extend(today)
-            _write_day(offline, day, events)
+            _write_day(offline, day, events, settings.ingest.rows_per_file)
             clicks = pa.compute.sum(pa.compute.equal(events["event_type"], "click")).as_py() or 0
             summary.days.append(day)
             summary.events_per_day.append(events.num_rows)
@@ -145,10 +145,12 @@ def simulate(
     return summary
 
 
-def _write_day(offline, day: date, events: pa.Table) -> None:
+def _write_day(offline, day: date, events: pa.Table, rows_per_file: int) -> None:
+    """One part file per ``rows_per_file`` events (one Dask partition each downstream)."""
     out = offline / "events" / f"day={day.isoformat()}"
     out.mkdir(parents=True, exist_ok=True)
-    pq.write_table(events, out / "part-00000.parquet", row_group_size=1_000_000)
+    for part, start in enumerate(range(0, max(events.num_rows, 1), rows_per_file)):
+        pq.write_table(events.slice(start, rows_per_file), out / f"part-{part:05d}.parquet")
 
 
 def _write_table(path, frame, arrow_schema: pa.Schema) -> None:
