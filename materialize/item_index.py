@@ -75,12 +75,24 @@ def build(
     return meta
 
 
+def load_meta(directory: Path) -> dict:
+    return json.loads((Path(directory) / META_FILE).read_text())
+
+
+def set_search_k(directory: Path, search_k: int, trials: list[dict]) -> None:
+    """Record the measured ``search_k`` (and the measurements that chose it) with the index."""
+    meta = load_meta(directory)
+    meta.update(search_k=search_k, tuned_recall=trials[-1]["recall"], tuning=trials)
+    (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=2))
+
+
 class ItemIndex:
     """A read-only, memory-mapped index. Safe to share between threads."""
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
-        self.meta = IndexMeta(**json.loads((self.directory / META_FILE).read_text()))
+        raw = load_meta(self.directory)
+        self.meta = IndexMeta(**{k: raw[k] for k in IndexMeta.__dataclass_fields__})
         self._index = AnnoyIndex(self.meta.dim, "angular")
         self._index.load(str(self.directory / INDEX_FILE), prefault=False)  # mmap, no copy
         self.item_ids = np.load(self.directory / IDS_FILE, mmap_mode="r")

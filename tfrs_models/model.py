@@ -87,24 +87,41 @@ class TwoTowerModel(tfrs.Model):
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
         s = self.settings
         query = self.user_vectors(inputs, training)
-        positive = self.item_vectors(
-            inputs["item_id"], inputs["category"], inputs["author_id"], inputs["tags"], training
-        )
         pick = tf.random.uniform([s.num_easy_negatives], 0, len(self.catalog), dtype=tf.int64)
         easy = {k: tf.gather(v, pick) for k, v in self._items.items()}
-        hard = self.item_vectors(
-            inputs["hard_item_id"], inputs["hard_category"], inputs["hard_author_id"], inputs["hard_tags"], training
+        # One item-tower pass over positives, easy and hard negatives (fewer, bigger ops).
+        rows, hard_count = tf.shape(query)[0], inputs["hard_item_id"].shape[1]
+        n_easy, t = s.num_easy_negatives, inputs["tags"].shape[1]
+
+        def stack(column: str, hard_column: str, width: int | None = None) -> tf.Tensor:
+            tail = [] if width is None else [width]
+            return tf.concat(
+                [
+                    tf.cast(inputs[column], tf.int64),
+                    easy[column],
+                    tf.reshape(tf.cast(inputs[hard_column], tf.int64), [-1, *tail]),
+                ],
+                axis=0,
+            )
+
+        vectors = self.item_vectors(
+            stack("item_id", "hard_item_id"),
+            stack("category", "hard_category"),
+            stack("author_id", "hard_author_id"),
+            stack("tags", "hard_tags", t),
+            training,
         )
+        positive, easy_vectors, hard = tf.split(vectors, [rows, n_easy, rows * hard_count], axis=0)
         return self.task(
             Candidates(
                 query=query,
                 positive=positive,
                 positive_id=tf.cast(inputs["item_id"], tf.int64),
                 positive_prob=tf.cast(inputs["item_prob"], tf.float32),
-                easy=self.item_vectors(easy["item_id"], easy["category"], easy["author_id"], easy["tags"], training),
+                easy=easy_vectors,
                 easy_id=easy["item_id"],
                 easy_prob=easy["prob"],
-                hard=hard,
+                hard=tf.reshape(hard, [rows, hard_count, s.output_dim]),
                 hard_id=tf.cast(inputs["hard_item_id"], tf.int64),
                 hard_prob=tf.cast(inputs["hard_prob"], tf.float32),
                 hard_mask=tf.cast(inputs["hard_mask"], tf.float32),

@@ -3,18 +3,23 @@
 The model only assembles the vectors (``Candidates``); which loss turns them into a gradient is
 this module's business, selected by ``ModelSettings.objective``:
 
-* **listwise** - ``tfrs.tasks.Retrieval``: softmax over in-batch positives + the shared uniform
-  easy negatives + the row's own hard negatives, with logQ correction and accidental-hit
-  removal.
+* **listwise** - ``tfrs.tasks.Retrieval``: softmax of each row's clicked item against the
+  in-batch positives + the shared uniform easy negatives, with logQ correction and
+  accidental-hit removal; plus ``hard_negative_weight`` x a softmax of the clicked item
+  against its own request's ranked-out items (the list ranking saw).
 * **pointwise** - binary cross-entropy: positive -> 1, each sampled negative -> 0.
 * **pairwise** - every (positive, negative) pair: logistic ``log(1 + exp(-(s+ - s-)/T))`` or
   margin ``max(0, m - (cos+ - cos-))``.
 
+Every objective is "easy term + hard_negative_weight x hard term"; logits are cos / T.
+
 Sampling correction (listwise). A candidate j of the softmax is there either as some row's
 positive (in-batch, drawn with the click distribution q) or as a uniform extra (1/n). Its
 probability under that mixture is ``p_j = (B q_j + N / n) / (B + N)`` and its logit is
-corrected by ``-log p_j``. A hard negative is counted like a sampled candidate of the same
-item, weighted by ``hard_negative_weight`` (``p_j / w``), and only in its own row.
+corrected by ``-log p_j`` (TFRS ``candidate_sampling_probability``). Hard negatives are not
+sampled from a distribution, so their term has no correction. They get their own per-row
+softmax rather than extra columns of the batch softmax: the latter would be a
+``B x (B + N + B H)`` score matrix, mostly masked, three times the work at H = 2.
 
 Pointwise/pairwise negatives are the uniform extras (unbiased, no correction needed) plus the
 row's hard negatives (weight w); with ``num_easy_negatives = 0`` they fall back to the other
@@ -51,6 +56,7 @@ class Candidates(NamedTuple):
 class ListwiseTask(keras.layers.Layer):
     def __init__(self, s: ModelSettings, **kwargs) -> None:
         super().__init__(**kwargs)
+        self.temperature = s.temperature
         self.hard_weight = s.hard_negative_weight
         self.retrieval = tfrs.tasks.Retrieval(
             loss=keras.losses.CategoricalCrossentropy(
@@ -68,31 +74,26 @@ class ListwiseTask(keras.layers.Layer):
         def mixture(q):
             return (b * q + n / c.num_items) / (b + n)
 
-        cands = [c.positive, c.easy]
-        ids = [c.positive_id, c.easy_id]
-        probs = [mixture(c.positive_prob), mixture(c.easy_prob)]
-        mask = None
-        hard_count = c.hard.shape[1]
-        if self.hard_weight > 0 and hard_count:
-            rows = tf.shape(c.query)[0]
-            d = tf.shape(c.query)[1]
-            cands.append(tf.reshape(c.hard, [-1, d]))
-            ids.append(tf.reshape(c.hard_id, [-1]))
-            probs.append(tf.reshape(mixture(c.hard_prob) / self.hard_weight, [-1]))
-            # Row r may only see its own hard negatives (and not the padding).
-            own = tf.repeat(tf.eye(rows, dtype=tf.bool), hard_count, axis=1)
-            present = tf.reshape(c.hard_mask > 0, [1, -1])
-            shared = tf.ones([rows, tf.shape(c.positive)[0] + tf.shape(c.easy)[0]], tf.bool)
-            mask = tf.concat([shared, tf.logical_and(own, present)], axis=1)
-        return self.retrieval(
+        loss = self.retrieval(
             c.query,
-            tf.concat(cands, axis=0),
-            candidate_sampling_probability=tf.concat(probs, axis=0),
-            candidate_ids=tf.concat(ids, axis=0),
-            score_mask=mask,
+            tf.concat([c.positive, c.easy], axis=0),
+            candidate_sampling_probability=tf.concat([mixture(c.positive_prob), mixture(c.easy_prob)], axis=0),
+            candidate_ids=tf.concat([c.positive_id, c.easy_id], axis=0),
             compute_metrics=False,
             compute_batch_metrics=False,
         )
+        if self.hard_weight > 0 and c.hard.shape[1]:
+            loss += self.hard_weight * self._request_softmax(c)
+        return loss
+
+    def _request_softmax(self, c: Candidates) -> tf.Tensor:
+        """Softmax of the clicked item against its own request's ranked-out items."""
+        pos = tf.reduce_sum(c.query * c.positive, axis=1, keepdims=True)
+        hard = tf.einsum("bd,bhd->bh", c.query, c.hard)
+        ok = tf.logical_and(c.hard_mask > 0, tf.not_equal(c.hard_id, c.positive_id[:, None]))
+        logits = tf.concat([pos, tf.where(ok, hard, -1e9)], axis=1) / self.temperature
+        first = tf.one_hot(tf.zeros_like(c.positive_id), tf.shape(logits)[1])
+        return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(first, logits))
 
 
 def _negatives(c: Candidates):

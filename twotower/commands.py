@@ -123,3 +123,32 @@ def ingest(
     summary = run(settings_of(ctx), _ws(ctx), events=events, users=users, items=items)
     for line in summary.lines():
         typer.echo(line)
+
+
+def _day(value: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"DAY must be YYYY-MM-DD, got {value!r}") from None
+
+
+@app.command()
+def validate(ctx: typer.Context, day: str = typer.Argument(..., help="YYYY-MM-DD")) -> None:
+    """Run the day's Great Expectations checkpoint; exit 3 naming each failed expectation."""
+    from validation import raise_if_failed, validate_day
+
+    report = validate_day(settings_of(ctx), _ws(ctx), _day(day))
+    typer.echo(report.format())
+    raise_if_failed(report)
+
+
+@app.command("full-update")
+def full_update(ctx: typer.Context, day: str = typer.Argument(..., help="YYYY-MM-DD")) -> None:
+    """Nightly full update of DAY: validate, prepare, train, export, evaluate, publish (resumable)."""
+    from twotower.full_update import run
+
+    result = run(settings_of(ctx), _ws(ctx), _day(day), log=typer.echo)
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.startswith("recall"))
+    typer.echo(f"serving {result.generation} (day {result.day}, parent {result.parent or '-'}): {metrics}")

@@ -119,11 +119,25 @@ class ServingSettings(_Section):
         return self
 
 
+class FullUpdateSettings(_Section):
+    """The nightly full update (``twotower full-update DAY``)."""
+
+    holdout_share: float = Field(
+        0.02, gt=0, lt=0.5, description="share of the day's requests held out of training for evaluation"
+    )
+    eval_queries: int = Field(2000, ge=10, description="held-out clicks evaluated (exact recall over all items)")
+    promotion_min_ratio: float = Field(
+        0.8, ge=0, description="publish only if recall@100 >= ratio x the parent's on the same held-out clicks"
+    )
+    seed: int = 0
+
+
 class IndexSettings(_Section):
+    """Annoy item index. ``search_k`` is not configured: each build measures it (manifest)."""
+
     n_trees: int = Field(50, ge=1)
-    search_k: int = Field(-1, description="-1: n_trees * k * search_k_factor")
-    search_k_factor: int = Field(20, ge=1)
-    metric: Literal["angular", "dot"] = "dot"
+    target_recall: float = Field(0.95, gt=0, le=1, description="search_k is tuned until recall@100 vs exact reaches this")
+    tuning_queries: int = Field(300, ge=10, description="held-out user vectors used to tune search_k")
 
 
 class IngestSettings(_Section):
@@ -201,6 +215,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    full_update: FullUpdateSettings = Field(default_factory=FullUpdateSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 

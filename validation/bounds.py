@@ -20,9 +20,17 @@ def day_window(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def parameters(cfg: ValidationSettings, day: date, previous: DayProfile | None) -> dict:
-    """Suite parameters for ``day``; ``previous`` is the reference day (None on the first day:
-    only the absolute sanity bounds apply and every ID is necessarily new)."""
+def _outward(rate: float, direction) -> float:
+    """Round a bound to 6 decimals, away from the band's inside (never narrowing it)."""
+    return direction(round(rate * 1e6, 3)) / 1e6
+
+
+def parameters(
+    cfg: ValidationSettings, day: date, previous: DayProfile | None, *, first_day: bool
+) -> dict:
+    """Suite parameters for ``day``. ``previous`` is the reference day (None when there is none:
+    only the absolute sanity bounds apply); on the ``first_day`` of the store every ID is
+    necessarily new, so the never-seen shares are not bounded."""
     start, end = day_window(day)
     rows_min, rows_max = cfg.min_events, cfg.max_events
     rate_min, rate_max = cfg.min_click_rate, cfg.max_click_rate
@@ -39,8 +47,8 @@ def parameters(cfg: ValidationSettings, day: date, previous: DayProfile | None) 
         "day_end": end,
         "events_min_rows": rows_min,
         "events_max_rows": rows_max,
-        "click_rate_min": round(rate_min, 6),
-        "click_rate_max": round(rate_max, 6),
-        "new_user_share_max": cfg.max_new_user_share if previous is not None else 1.0,
-        "new_item_share_max": cfg.max_new_item_share if previous is not None else 1.0,
+        "click_rate_min": _outward(rate_min, math.floor),
+        "click_rate_max": _outward(rate_max, math.ceil),
+        "new_user_share_max": 1.0 if first_day else cfg.max_new_user_share,
+        "new_item_share_max": 1.0 if first_day else cfg.max_new_item_share,
     }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from twotower import schema
 from validation.history import DayProfile, History
@@ -47,6 +48,25 @@ class Ints:
 
     def __init__(self, values: np.ndarray, valid: np.ndarray):
         self.values, self.valid = values, valid
+
+
+def gx_view(table: pa.Table) -> pa.Table:
+    """The table as GX's pandas engine reads it fast, same columns, same nulls, same values:
+    list columns become their lengths (pandas cannot hash arrays, so GX would pickle the whole
+    frame to fingerprint it) and narrow ints are widened to int64 (GX's range check runs
+    vectorised only on int64/float64, element by element in Python otherwise). Types are
+    judged on the stored arrow schema (``schema_frame``), not on this view."""
+    columns = []
+    for col in table.columns:
+        if pa.types.is_list(col.type) or pa.types.is_large_list(col.type):
+            col = pc.list_value_length(col).cast(pa.int64())
+        elif pa.types.is_integer(col.type) and col.type != pa.int64():
+            try:
+                col = col.cast(pa.int64())
+            except pa.ArrowInvalid:  # uint64 beyond int64: keep as stored
+                pass
+        columns.append(col)
+    return pa.table(columns, names=table.column_names)
 
 
 def _as_int64(table: pa.Table, column: str, notes: list[str], what: str) -> Ints | None:

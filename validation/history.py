@@ -21,6 +21,7 @@ from twotower.errors import DataError
 from twotower.workspace import Workspace, atomic_write_bytes
 from validation.load import day_parts, read_table
 
+
 @dataclass
 class DayProfile:
     day: date
@@ -38,7 +39,7 @@ class DayProfile:
 
 def _distinct_ids(data: pa.Table, column: str, notes: list[str]) -> np.ndarray:
     if column not in data.column_names:
-        notes.append(f"events lack column {column}")
+        notes.append(f"events.{column} is missing")
         return np.empty(0, np.int64)
     try:
         values = pc.unique(data[column].cast(pa.int64())).drop_null()
@@ -111,9 +112,14 @@ def load_profile(ws: Workspace, day: date) -> DayProfile:
     return profile
 
 
+def summary_path(ws: Workspace, day: date) -> Path:
+    """Where the gate writes a day's machine-readable verdict."""
+    return ws.gx_dir / "summaries" / f"{day.isoformat()}.json"
+
+
 def failed_gate(ws: Workspace, day: date) -> bool:
     """True when the day's last gate run (its summary) failed."""
-    path = ws.gx_dir / "summaries" / f"{day.isoformat()}.json"
+    path = summary_path(ws, day)
     try:
         return json.loads(path.read_text()).get("success") is False
     except (OSError, ValueError):

@@ -18,6 +18,14 @@ from twotower.errors import DataError
 from twotower.workspace import Workspace
 
 
+def type_name(t: pa.DataType) -> str:
+    """Arrow type as text, ignoring list item field names (parquet writers rename them)."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        prefix = "large_list" if pa.types.is_large_list(t) else "list"
+        return f"{prefix}<{type_name(t.value_type)}>"
+    return str(t)
+
+
 @dataclass
 class Table:
     """A table as stored: its data and, per column, the arrow type(s) found in its files."""
@@ -34,9 +42,9 @@ def day_parts(ws: Workspace, day: date) -> list[Path]:
     if not folder.is_dir():
         known = ", ".join(d.isoformat() for d in ws.days()) or "none"
         raise DataError(f"no events for day {day}: {folder} does not exist (days in store: {known})")
-    parts = sorted(p for p in folder.glob("*.parquet") if p.is_file())
+    parts = sorted(p for p in folder.glob("part-*.parquet") if p.is_file())
     if not parts:
-        raise DataError(f"no events for day {day}: {folder} holds no *.parquet part")
+        raise DataError(f"no events for day {day}: {folder} holds no part-*.parquet file")
     return parts
 
 
@@ -54,8 +62,8 @@ def read_table(name: str, files: list[Path], columns: list[str] | None = None) -
             raise DataError(f"{name}: cannot read {path} as parquet: {exc}") from None
         for field in table.schema:
             seen = types.setdefault(field.name, [])
-            if str(field.type) not in seen:
-                seen.append(str(field.type))
+            if type_name(field.type) not in seen:
+                seen.append(type_name(field.type))
         tables.append(table.replace_schema_metadata(None))
     try:
         data = pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]

@@ -1,0 +1,50 @@
+"""The Dask client every batch job runs on.
+
+A LocalCluster of worker *processes* by default (``spawn``: TensorFlow deadlocks in forked
+children), or an existing scheduler when ``dask.scheduler_address`` is configured. Workers and
+scheduler bind to loopback; no dashboard is started.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Iterator
+
+import dask
+from distributed import Client, LocalCluster
+
+from twotower.config import DaskSettings
+
+# Worker processes import the project (and TensorFlow) fresh: never fork a process that has
+# already initialised TF threads.
+dask.config.set({"distributed.worker.multiprocessing-method": "spawn"})
+# Our frames carry list columns (tags, interest tags); Dask must not turn object columns into
+# strings when it partitions a pandas frame.
+dask.config.set({"dataframe.convert-string": False})
+
+
+@contextmanager
+def dask_client(settings: DaskSettings) -> Iterator[Client]:
+    if settings.scheduler_address:
+        client = Client(settings.scheduler_address, set_as_default=False)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(
+        n_workers=settings.n_workers,
+        threads_per_worker=settings.threads_per_worker,
+        processes=True,
+        memory_limit=settings.memory_limit,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=logging.WARNING,
+    )
+    client = Client(cluster, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()

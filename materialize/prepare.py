@@ -1,0 +1,152 @@
+"""Prepare one day for training (Dask): point-in-time join, hard negatives, global shuffle,
+TFRecord shards and the item frequency table for logQ correction.
+
+Dataflow (one day):
+
+    events (parquet, time order) --keep clicks + ranked_out--> shuffle on request_id
+      --map_partitions(build_examples)--> examples --random key, shuffle--> shards
+      --map_partitions(shuffle rows, write_shard)--> tfrecords/DAY/shard-*.tfrecord
+
+Rows of one request must meet in one partition (its click and its ranked-out candidates), hence
+the first shuffle; the second is the global random shuffle the full update trains on (the seed:
+"random shuffle" removes the time-of-day bias of the stream). Output is staged and renamed into
+place with ``_SUCCESS.json`` last, so a crash leaves nothing that looks complete and a re-run
+starts over; a complete day is not prepared twice.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+from distributed import Client, progress
+
+from materialize.examples import build_examples, item_frequencies
+from tfrs_models.records import empty_examples, write_shard
+from twotower.config import Settings
+from twotower.errors import UserError
+from twotower.workspace import Workspace, staged_dir
+
+SUCCESS = "_SUCCESS.json"
+FREQUENCIES = "item_frequencies.parquet"
+HOLDOUT = "holdout.parquet"
+
+
+@dataclass
+class PreparedDay:
+    day: str
+    examples: int
+    shards: list[str]
+    frequencies: str
+    clicks: int
+    holdout: str
+    holdout_examples: int
+
+    @staticmethod
+    def load(directory: Path) -> "PreparedDay":
+        return PreparedDay(**json.loads((directory / SUCCESS).read_text()))
+
+    def shard_paths(self, directory: Path) -> list[Path]:
+        return [directory / s for s in self.shards]
+
+
+def _examples_partition(events: pd.DataFrame, users, items, frequencies, day, max_tags, hard_negatives):
+    return build_examples(
+        events, users, items, max_tags=max_tags, hard_negatives=hard_negatives, day=day, frequencies=frequencies
+    )
+
+
+def holdout_mask(request_ids: np.ndarray, share: float) -> np.ndarray:
+    """Requests held out of training, chosen by a hash of the request id (stable across runs)."""
+    modulus = max(2, round(1.0 / share))
+    hashed = pd.util.hash_array(np.asarray(request_ids, dtype=np.int64))
+    return (hashed % np.uint64(modulus)) == 0
+
+
+def _add_keys(df: pd.DataFrame, seed: int, share: float, partition_info=None) -> pd.DataFrame:
+    number = partition_info["number"] if partition_info else 0
+    rng = np.random.default_rng([seed, number])
+    return df.assign(
+        _shuffle_key=rng.integers(0, 2**62, len(df)), _holdout=holdout_mask(df["request_id"].to_numpy(), share)
+    )
+
+
+def _write_partition(df: pd.DataFrame, directory: str, seed: int, partition_info=None) -> pd.DataFrame:
+    number = partition_info["number"] if partition_info else 0
+    df = df.drop(columns=["_shuffle_key", "_holdout"]).sample(frac=1.0, random_state=np.random.RandomState([seed, number]))
+    name = f"shard-{number:05d}.tfrecord"
+    count = write_shard(df, Path(directory) / name)
+    return pd.DataFrame({"shard": [name], "examples": [count]})
+
+
+def prepare_day(
+    settings: Settings,
+    ws: Workspace,
+    day: date,
+    client: Client,
+    *,
+    seed: int = 0,
+    log: Callable[[str], None] = lambda _m: None,
+) -> PreparedDay:
+    target = ws.tfrecords_dir(day)
+    if (target / SUCCESS).exists():
+        log(f"prepare: {day} already prepared ({target})")
+        return PreparedDay.load(target)
+    day_dir = ws.events_day_dir(day)
+    if not day_dir.is_dir():
+        raise UserError(f"no events for {day} in {ws.events_dir}")
+
+    m = settings.model
+    users = pd.read_parquet(ws.users_path)
+    items = pd.read_parquet(ws.items_path)
+    events = dd.read_parquet(str(day_dir), columns=["event_id", "request_id", "user_id", "item_id", "event_type", "event_timestamp"])
+    events = events[events["event_type"].isin(["click", "ranked_out"])]
+
+    clicked = events[events["event_type"] == "click"][["item_id", "event_type"]].compute()
+    frequencies = item_frequencies(clicked, items["item_id"].to_numpy())
+    n_parts = max(settings.dask.partitions, events.npartitions)
+    n_shards = max(1, min(settings.dask.partitions, len(clicked) // 2_000 or 1))
+    log(f"prepare: {day}: {len(clicked):,} clicks -> {n_shards} shards over {n_parts} partitions")
+
+    users_f, items_f, freq_f = (client.scatter(x, broadcast=True) for x in (users, items, frequencies))
+    by_request = events.shuffle(on="request_id", npartitions=n_parts)
+    meta = empty_examples()
+    examples = by_request.map_partitions(
+        _examples_partition, users_f, items_f, freq_f, day, m.max_tags, m.hard_negatives_per_example, meta=meta
+    )
+    keyed_meta = meta.assign(_shuffle_key=pd.Series(dtype="int64"), _holdout=pd.Series(dtype=bool))
+    keyed = examples.map_partitions(_add_keys, seed, settings.full_update.holdout_share, meta=keyed_meta)
+    keyed = client.persist(keyed)
+    shuffled = keyed[~keyed["_holdout"]].shuffle(on="_shuffle_key", npartitions=n_shards)
+
+    with staged_dir(target) as stage:
+        written = shuffled.map_partitions(
+            _write_partition, str(stage), seed, meta=pd.DataFrame({"shard": pd.Series(dtype=str), "examples": pd.Series(dtype="int64")})
+        )
+        future = client.compute(written)
+        progress(future, scheduler=client.scheduler.address)
+        shards = future.result()
+        frequencies.to_parquet(stage / FREQUENCIES, index=False)
+        holdout = client.compute(keyed[keyed["_holdout"]]).result().drop(columns=["_shuffle_key", "_holdout"])
+        holdout.sort_values("event_timestamp", kind="stable").to_parquet(stage / HOLDOUT, index=False)
+        result = PreparedDay(
+            day=day.isoformat(),
+            examples=int(shards["examples"].sum()),
+            shards=sorted(shards["shard"].tolist()),
+            frequencies=FREQUENCIES,
+            clicks=len(clicked),
+            holdout=HOLDOUT,
+            holdout_examples=len(holdout),
+        )
+        (stage / SUCCESS).write_text(json.dumps(asdict(result), indent=2))
+    log(
+        f"prepare: wrote {result.examples:,} training examples in {len(result.shards)} shards "
+        f"and {result.holdout_examples:,} held-out examples to {target}"
+    )
+    return result

@@ -1,0 +1,59 @@
+"""User ID embeddings of a generation: offline store file + ``feast materialize`` into its slot.
+
+Each generation's table goes to ``offline/user_id_embedding/<generation>.parquet`` (the batch
+source of the Feast view), stamped with its generation, its blue/green slot and the time of the
+newest event it includes. Materializing writes only that slot's rows, so the generation being
+served (other slot) is untouched until the pointer flips.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from twotower import feature_store, schema
+from twotower.config import Settings
+from twotower.workspace import Workspace
+
+
+def generation_file(ws: Workspace, generation: str):
+    return ws.user_embeddings_dir / f"{generation}.parquet"
+
+
+def write_offline(ws: Workspace, table: pd.DataFrame, generation: str, slot: int, as_of: datetime) -> int:
+    """Write the generation's table (user_id, embedding) atomically; returns rows written."""
+    n = len(table)
+    now = datetime.now(timezone.utc)
+    arrow = pa.table(
+        {
+            "user_id": pa.array(table["user_id"].to_numpy(np.int64)),
+            "embedding_slot": pa.array(np.full(n, slot, dtype=np.int64)),
+            "embedding": pa.array([np.asarray(v, dtype=np.float32) for v in table["embedding"]], pa.list_(pa.float32())),
+            "generation": pa.array([generation] * n, pa.string()),
+            "event_timestamp": pa.array(np.full(n, as_of), schema.TS),
+            "created_timestamp": pa.array(np.full(n, now), schema.TS),
+        },
+        schema=schema.USER_ID_EMBEDDING,
+    )
+    path = generation_file(ws, generation)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(arrow, tmp)
+    os.replace(tmp, path)
+    return n
+
+
+def materialize_generation(settings: Settings, ws: Workspace, as_of: datetime) -> None:
+    """Load the rows stamped ``as_of`` (this generation's) into the online store.
+
+    The window is [as_of, as_of + 1s): older generations' files in the same directory are
+    outside it, and among rows of one entity Feast keeps the newest (created_timestamp breaks
+    ties, so a re-trained day wins over an earlier attempt).
+    """
+    store = feature_store.store(settings, ws)
+    store.materialize(start_date=as_of, end_date=as_of + timedelta(seconds=1), feature_views=["user_id_embedding"])

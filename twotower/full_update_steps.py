@@ -1,0 +1,209 @@
+"""The steps of the full update, each a function of (settings, workspace, the day's work dir).
+
+Kept apart from ``full_update.run`` (the order and the resume rules) so each step reads on its
+own. Steps whose output exists are skipped by the caller; every step writes atomically.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date, timedelta
+from typing import Callable, TypeVar
+
+import numpy as np
+import pandas as pd
+
+from twotower import feature_store
+from twotower import generations as gens
+from twotower.config import Settings
+from twotower.full_update import DayWork, Log, PromotionRefused, day_bounds, known_users_and_items
+from twotower.workspace import Workspace, staged_dir
+
+T = TypeVar("T")
+
+
+class Steps:
+    """Runs, times and records each step; a step whose output exists is skipped (0.0 s)."""
+
+    def __init__(self, record: dict[str, float], log: Log):
+        self.record, self.log = record, log
+
+    def __call__(self, step: str, fn: Callable[..., T], *args, done: bool = False) -> T | None:
+        if done:
+            self.log(f"== {step}: already done, skipped")
+            self.record[step] = 0.0
+            return None
+        self.log(f"== {step}")
+        started = time.perf_counter()
+        out = fn(*args)
+        self.record[step] = round(time.perf_counter() - started, 3)
+        self.log(f"== {step}: {self.record[step]:.1f}s")
+        return out
+
+
+def validate(settings: Settings, ws: Workspace, day: date, log: Log) -> None:
+    from validation import raise_if_failed, validate_day
+
+    report = validate_day(settings, ws, day)
+    log(report.format())
+    raise_if_failed(report)
+
+
+def prepare(settings: Settings, ws: Workspace, day: date, log: Log):
+    from materialize.cluster import dask_client
+    from materialize.prepare import SUCCESS, PreparedDay, prepare_day
+
+    target = ws.tfrecords_dir(day)
+    if (target / SUCCESS).exists():
+        log(f"prepare: {day} already prepared")
+        return PreparedDay.load(target)
+    with dask_client(settings.dask) as client:
+        return prepare_day(settings, ws, day, client, seed=settings.full_update.seed, log=log)
+
+
+def _load_served_model(settings: Settings, ws: Workspace, served: gens.Manifest | None):
+    from tfrs_models.checkpoint import load_model
+
+    if served is None:
+        return None
+    return load_model(gens.directory(ws, served.id) / served.paths["checkpoint"], settings.model)
+
+
+def train(settings: Settings, ws: Workspace, work: DayWork, prepared, served, log: Log) -> None:
+    from tfrs_models.catalog import ItemCatalog
+    from tfrs_models.checkpoint import save_model
+    from tfrs_models.training import train_full
+
+    user_ids, items = known_users_and_items(ws, work.day)
+    directory = ws.tfrecords_dir(work.day)
+    frequencies = pd.read_parquet(directory / prepared.frequencies)
+    catalog = ItemCatalog.from_frames(items, settings.model.max_tags, frequencies)
+    previous = _load_served_model(settings, ws, served)
+    log(
+        f"train: {prepared.examples:,} examples, 1 epoch, warm start from "
+        f"{served.id if served else 'scratch (first generation)'}; {len(user_ids):,} users, {len(catalog):,} items"
+    )
+    run = train_full(
+        settings.model, prepared.shard_paths(directory), user_ids=user_ids, catalog=catalog,
+        previous=previous, seed=settings.full_update.seed,
+    )  # fmt: skip
+    save_model(run.model, work.checkpoint)
+    stats = {
+        "examples": run.examples, "steps": run.steps, "seconds": round(run.seconds, 3),
+        "mean_loss": run.mean_loss, "examples_per_second": round(run.examples_per_second),
+        "warm_start_from": served.id if served else None,
+    }  # fmt: skip
+    work.write_json(work.training, stats)
+    log(f"train: {run.examples:,} examples in {run.seconds:.1f}s ({run.examples_per_second:,.0f}/s), loss {run.mean_loss:.4f}")
+
+
+def export(settings: Settings, ws: Workspace, work: DayWork, prepared, log: Log) -> None:
+    from materialize import item_index
+    from materialize.cluster import dask_client
+    from materialize.item_vectors import export_item_vectors
+    from tfrs_models.checkpoint import load_model
+    from tfrs_models.export import export_user_tower, user_id_embedding_table, user_vectors
+
+    model = load_model(work.checkpoint, settings.model)
+    export_user_tower(model, work.user_tower)
+    table = user_id_embedding_table(model)
+    tmp = work.embeddings.with_suffix(".tmp")
+    pd.DataFrame({"user_id": table["user_id"], "embedding": table["embedding"]}).to_parquet(tmp, index=False)
+    tmp.replace(work.embeddings)
+    log(f"export: user tower + {len(table):,} user ID embeddings")
+
+    _, items = known_users_and_items(ws, work.day)
+    with dask_client(settings.dask) as client:
+        ids, vectors = export_item_vectors(client, work.checkpoint, items, settings.model, settings.dask.partitions)
+    log(f"export: {len(ids):,} item vectors")
+    holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
+    queries = user_vectors(model, holdout.head(settings.index.tuning_queries))
+    with staged_dir(work.index) as stage:
+        item_index.build(ids, vectors, stage, settings.index.n_trees, log=log)
+        np.save(stage / "vectors.npy", vectors)  # exact search and re-tuning use these
+        index = item_index.ItemIndex(stage)
+        k = min(100, len(ids))
+        search_k, trials = item_index.choose_search_k(index, vectors, queries, k, settings.index.target_recall)
+        index.unload()
+        item_index.set_search_k(stage, search_k, trials)
+    log(f"export: index search_k={search_k} (recall@{k} vs exact {trials[-1]['recall']:.3f})")
+
+
+def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served, log: Log) -> None:
+    from materialize.item_index import IDS_FILE, load_meta
+    from tfrs_models.checkpoint import load_model
+    from tfrs_models.evaluate import KS, recall_at_k
+    from tfrs_models.export import item_vectors, user_vectors
+
+    holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
+    holdout = holdout.sample(min(len(holdout), settings.full_update.eval_queries), random_state=0)
+    positives = holdout["item_id"].to_numpy(np.int64)
+    model = load_model(work.checkpoint, settings.model)
+    ids, vectors = np.load(work.index / IDS_FILE), np.load(work.index / "vectors.npy")
+    metrics = {f"recall@{k}": v for k, v in recall_at_k(user_vectors(model, holdout), positives, ids, vectors).items()}
+    meta = load_meta(work.index)
+    metrics["ann_recall@100_vs_exact"] = meta.get("tuned_recall", float("nan"))
+    metrics["heldout_clicks"] = float(len(holdout))
+    parent = None
+    if served is not None:
+        _, items = known_users_and_items(ws, work.day)
+        old = _load_served_model(settings, ws, served)
+        old_ids, old_vectors = item_vectors(old, items)
+        parent = recall_at_k(user_vectors(old, holdout), positives, old_ids, old_vectors)
+        for k, v in parent.items():
+            metrics[f"parent_recall@{k}"] = v
+    work.write_json(work.metrics, {"metrics": metrics, "parent": served.id if served else None})
+    log("evaluate: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    if parent is not None and metrics["recall@100"] < settings.full_update.promotion_min_ratio * parent[100]:
+        raise PromotionRefused(
+            f"new model recall@100 {metrics['recall@100']:.4f} < {settings.full_update.promotion_min_ratio} x "
+            f"served {served.id} ({parent[100]:.4f}) on the same held-out clicks; not published "
+            f"(inspect {work.root}, then re-run with full_update.promotion_min_ratio lowered to force)"
+        )
+
+
+def publish(settings: Settings, ws: Workspace, work: DayWork, served, log: Log) -> str:
+    from materialize.item_index import load_meta
+    from materialize.user_embeddings import materialize_generation, write_offline
+    from tfrs_models.checkpoint import load_model
+
+    # A crash after the rename but before the flip: the generation exists, just flip it.
+    for m in gens.listing(ws):
+        if m.day == work.day and (served is None or m.parent == served.id) and not work.root.exists():
+            gens.flip(ws, m.id)
+            log(f"publish: {m.id} was complete; now serving it")
+            return m.id
+    plan = work.read_json(work.publish) if work.publish.exists() else None
+    if plan is None:
+        plan = {"id": gens.next_id(ws, work.day), "slot": gens.next_slot(ws)}
+        work.write_json(work.publish, plan)
+    gid, slot = plan["id"], plan["slot"]
+    _, end = day_bounds(work.day)
+    as_of = end - timedelta(microseconds=1)  # the newest event the generation includes
+
+    table = pd.read_parquet(work.embeddings)
+    write_offline(ws, table, gid, slot, as_of)
+    feature_store.apply(settings, ws)
+    materialize_generation(settings, ws, as_of)
+    feature_store.materialize(settings, ws, end, ["user_profile", "item_profile"])
+    log(f"publish: {len(table):,} user ID embeddings of {gid} in online slot {slot}")
+
+    model = load_model(work.checkpoint, settings.model)
+    training = work.read_json(work.training)
+    metrics = work.read_json(work.metrics)["metrics"]
+    index_meta = load_meta(work.index)
+    manifest = gens.Manifest(
+        id=gid, day=work.day, parent=served.id if served else None, embedding_slot=slot,
+        paths={"checkpoint": "checkpoint", "user_tower": "user_tower", "index": "index",
+               "user_id_embedding": "user_id_embedding.parquet"},
+        dims={"output": settings.model.output_dim, "id_embedding": settings.model.id_embedding_dim},
+        vocab={"users": len(model.user_vocab), "items": len(model.item_vocab)},
+        metrics={**metrics, "train_loss": training["mean_loss"], "train_examples": float(training["examples"])},
+        index={k: index_meta[k] for k in ("n_trees", "search_k", "items", "size_bytes", "build_seconds")},
+    )  # fmt: skip
+    gens.write_manifest(work.root, manifest)
+    ws.generations_dir.mkdir(parents=True, exist_ok=True)
+    work.root.rename(gens.directory(ws, gid))
+    gens.flip(ws, gid)
+    log(f"publish: now serving {gid} (parent {manifest.parent or '-'})")
+    return gid
