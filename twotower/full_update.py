@@ -48,6 +48,7 @@ class DayWork:
     user_tower = property(lambda self: self.root / "user_tower")
     index = property(lambda self: self.root / "index")
     embeddings = property(lambda self: self.root / "user_id_embedding.parquet")
+    popular = property(lambda self: self.root / "popular_items.parquet")
     training = property(lambda self: self.root / "training.json")
     metrics = property(lambda self: self.root / "metrics.json")
     publish = property(lambda self: self.root / "publish.json")
@@ -103,7 +104,7 @@ def run(settings: Settings, ws: Workspace, day: date, log: Log = print) -> FullU
     step("train", steps.train, settings, ws, work, prepared, served, log,
          done=work.checkpoint.exists() and work.training.exists())  # fmt: skip
     step("export", steps.export, settings, ws, work, prepared, log,
-         done=work.index.exists() and work.user_tower.exists() and work.embeddings.exists())  # fmt: skip
+         done=all(p.exists() for p in (work.index, work.user_tower, work.embeddings, work.popular)))  # fmt: skip
     step("evaluate", steps.evaluate, settings, ws, work, prepared, served, log, done=work.metrics.exists())
     result.metrics = work.read_json(work.metrics)["metrics"]
     result.generation = step("publish", steps.publish, settings, ws, work, served, log)

@@ -20,6 +20,7 @@ from twotower.full_update import DayWork, Log, PromotionRefused, day_bounds, kno
 from twotower.workspace import Workspace, staged_dir
 
 T = TypeVar("T")
+POPULAR_ITEMS = 1000
 
 
 class Steps:
@@ -111,6 +112,12 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, log: Log)
     pd.DataFrame({"user_id": table["user_id"], "embedding": table["embedding"]}).to_parquet(tmp, index=False)
     tmp.replace(work.embeddings)
     log(f"export: user tower + {len(table):,} user ID embeddings")
+    # The serving fallback when a user has neither an embedding nor a profile: the day's most
+    # clicked items (the frequency table prepare computed for logQ).
+    frequencies = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.frequencies)
+    popular = frequencies.sort_values(["clicks", "item_id"], ascending=[False, True]).head(POPULAR_ITEMS)
+    popular[["item_id", "clicks"]].to_parquet(work.popular.with_suffix(".tmp"), index=False)
+    work.popular.with_suffix(".tmp").replace(work.popular)
 
     _, items = known_users_and_items(ws, work.day)
     with dask_client(settings.dask) as client:
@@ -195,7 +202,7 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served, log: Log) 
     manifest = gens.Manifest(
         id=gid, day=work.day, parent=served.id if served else None, embedding_slot=slot,
         paths={"checkpoint": "checkpoint", "user_tower": "user_tower", "index": "index",
-               "user_id_embedding": "user_id_embedding.parquet"},
+               "user_id_embedding": "user_id_embedding.parquet", "popular_items": "popular_items.parquet"},
         dims={"output": settings.model.output_dim, "id_embedding": settings.model.id_embedding_dim},
         vocab={"users": len(model.user_vocab), "items": len(model.item_vocab)},
         metrics={**metrics, "train_loss": training["mean_loss"], "train_examples": float(training["examples"])},
