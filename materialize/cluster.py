@@ -48,3 +48,24 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
     finally:
         client.close()
         cluster.close()
+
+
+class LazyClient:
+    """A client started on first use and closed by ``close()``: a run whose steps are all
+    already done (resume) starts no cluster, and steps of one run share one cluster."""
+
+    def __init__(self, settings: DaskSettings):
+        self.settings = settings
+        self._cm = None
+        self._client: Client | None = None
+
+    def get(self) -> Client:
+        if self._client is None:
+            self._cm = dask_client(self.settings)
+            self._client = self._cm.__enter__()
+        return self._client
+
+    def close(self) -> None:
+        if self._cm is not None:
+            self._cm.__exit__(None, None, None)
+            self._cm = self._client = None

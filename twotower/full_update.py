@@ -95,17 +95,29 @@ def run(settings: Settings, ws: Workspace, day: date, log: Log = print) -> FullU
     if day not in ws.days():
         raise UserError(f"DAY {day}: no events in {ws.events_dir} (have: {', '.join(map(str, ws.days())) or 'none'})")
 
+    from materialize.cluster import LazyClient
+
+    pending = steps.unflipped(ws, day, served)
+    if pending is not None:  # killed between the rename and the flip: finish the publish
+        gens.flip(ws, pending.id)
+        log(f"publish: {pending.id} was complete but not served; now serving it")
+        return FullUpdateResult(day, pending.id, pending.parent, pending.metrics)
     work = DayWork(ws, day)
-    work.root.mkdir(parents=True, exist_ok=True)
     result = FullUpdateResult(day, "", served.id if served else None)
     step = steps.Steps(result.steps, log)
-    step("validate", steps.validate, settings, ws, day, log)
-    prepared = step("prepare", steps.prepare, settings, ws, day, log)
-    step("train", steps.train, settings, ws, work, prepared, served, log,
-         done=work.checkpoint.exists() and work.training.exists())  # fmt: skip
-    step("export", steps.export, settings, ws, work, prepared, log,
-         done=all(p.exists() for p in (work.index, work.user_tower, work.embeddings, work.popular)))  # fmt: skip
-    step("evaluate", steps.evaluate, settings, ws, work, prepared, served, log, done=work.metrics.exists())
-    result.metrics = work.read_json(work.metrics)["metrics"]
-    result.generation = step("publish", steps.publish, settings, ws, work, served, log)
+    dask = LazyClient(settings.dask)
+    try:
+        step("validate", steps.validate, settings, ws, day, log)
+        work.root.mkdir(parents=True, exist_ok=True)
+        prepared = step("prepare", steps.prepare, settings, ws, day, dask, log)
+        step("train", steps.train, settings, ws, work, prepared, served, log,
+             done=work.checkpoint.exists() and work.training.exists())  # fmt: skip
+        step("export", steps.export, settings, ws, work, prepared, dask, log,
+             done=all(p.exists() for p in (work.index, work.user_tower, work.embeddings, work.popular)))  # fmt: skip
+        dask.close()
+        step("evaluate", steps.evaluate, settings, ws, work, prepared, served, log, done=work.metrics.exists())
+        result.metrics = work.read_json(work.metrics)["metrics"]
+        result.generation = step("publish", steps.publish, settings, ws, work, served, log)
+    finally:
+        dask.close()
     return result

@@ -50,16 +50,14 @@ def validate(settings: Settings, ws: Workspace, day: date, log: Log) -> None:
     raise_if_failed(report)
 
 
-def prepare(settings: Settings, ws: Workspace, day: date, log: Log):
-    from materialize.cluster import dask_client
+def prepare(settings: Settings, ws: Workspace, day: date, dask, log: Log):
     from materialize.prepare import SUCCESS, PreparedDay, prepare_day
 
     target = ws.tfrecords_dir(day)
     if (target / SUCCESS).exists():
         log(f"prepare: {day} already prepared")
         return PreparedDay.load(target)
-    with dask_client(settings.dask) as client:
-        return prepare_day(settings, ws, day, client, seed=settings.full_update.seed, log=log)
+    return prepare_day(settings, ws, day, dask.get(), seed=settings.full_update.seed, log=log)
 
 
 def _load_served_model(settings: Settings, ws: Workspace, served: gens.Manifest | None):
@@ -98,9 +96,8 @@ def train(settings: Settings, ws: Workspace, work: DayWork, prepared, served, lo
     log(f"train: {run.examples:,} examples in {run.seconds:.1f}s ({run.examples_per_second:,.0f}/s), loss {run.mean_loss:.4f}")
 
 
-def export(settings: Settings, ws: Workspace, work: DayWork, prepared, log: Log) -> None:
+def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask, log: Log) -> None:
     from materialize import item_index
-    from materialize.cluster import dask_client
     from materialize.item_vectors import export_item_vectors
     from tfrs_models.checkpoint import load_model
     from tfrs_models.export import export_user_tower, user_id_embedding_table, user_vectors
@@ -120,8 +117,7 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, log: Log)
     work.popular.with_suffix(".tmp").replace(work.popular)
 
     _, items = known_users_and_items(ws, work.day)
-    with dask_client(settings.dask) as client:
-        ids, vectors = export_item_vectors(client, work.checkpoint, items, settings.model, settings.dask.partitions)
+    ids, vectors = export_item_vectors(dask.get(), work.checkpoint, items, settings.model, settings.dask.partitions)
     log(f"export: {len(ids):,} item vectors")
     holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
     queries = user_vectors(model, holdout.head(settings.index.tuning_queries))
@@ -169,17 +165,17 @@ def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served,
         )
 
 
+def unflipped(ws: Workspace, day: date, served) -> gens.Manifest | None:
+    """A generation of ``day`` built on the served one but never flipped (crash before the flip)."""
+    parent = served.id if served else None
+    return next((m for m in gens.listing(ws) if m.day == day and m.parent == parent), None)
+
+
 def publish(settings: Settings, ws: Workspace, work: DayWork, served, log: Log) -> str:
     from materialize.item_index import load_meta
     from materialize.user_embeddings import materialize_generation, write_offline
     from tfrs_models.checkpoint import load_model
 
-    # A crash after the rename but before the flip: the generation exists, just flip it.
-    for m in gens.listing(ws):
-        if m.day == work.day and (served is None or m.parent == served.id) and not work.root.exists():
-            gens.flip(ws, m.id)
-            log(f"publish: {m.id} was complete; now serving it")
-            return m.id
     plan = work.read_json(work.publish) if work.publish.exists() else None
     if plan is None:
         plan = {"id": gens.next_id(ws, work.day), "slot": gens.next_slot(ws)}

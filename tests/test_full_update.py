@@ -1,0 +1,150 @@
+"""The nightly full update end to end: real GX, real Dask, real Annoy, real Feast SQLite."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from twotower import feature_store
+from twotower import generations as gens
+from twotower.config import load_settings
+from twotower.errors import ValidationFailed
+from twotower.full_update import run
+from twotower.workspace import Workspace
+
+TWOTOWER = str(Path(sys.executable).with_name("twotower"))
+WORLD = dict(users=300, items=200, days=3, seed=11)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """A world with its first two days published (g1 <- g2); read-only, copy to change it."""
+    from twotower.simulate import simulate
+
+    settings = load_settings(workspace=tmp_path_factory.mktemp("published") / "ws")
+    ws = Workspace(settings.workspace)
+    simulate(settings, ws, **WORLD)
+    days = ws.days()
+    results = [run(settings, ws, day, log=lambda _m: None) for day in days[:2]]
+    return settings, ws, results
+
+
+@pytest.fixture
+def world_copy(published, tmp_path):
+    _, ws, _ = published
+    target = tmp_path / "ws"
+    shutil.copytree(ws.root, target, symlinks=True)
+    settings = load_settings(workspace=target)
+    return settings, Workspace(settings.workspace)
+
+
+def _online(settings, ws, user_ids, slot):
+    store = feature_store.store(settings, ws)
+    return store.get_online_features(
+        features=["user_id_embedding:embedding", "user_id_embedding:generation"],
+        entity_rows=[{"user_id": int(u), "embedding_slot": slot} for u in user_ids],
+    ).to_dict()
+
+
+def test_two_days_publish_a_warm_started_chain(published):
+    settings, ws, (first, second) = published
+    g1, g2 = gens.load(ws, first.generation), gens.load(ws, second.generation)
+    assert gens.current(ws).id == g2.id
+    assert (g1.parent, g2.parent) == (None, g1.id)
+    assert (g1.embedding_slot, g2.embedding_slot) == (0, 1)
+    training = [__import__("json").loads((gens.directory(ws, g.id) / "training.json").read_text()) for g in (g1, g2)]
+    assert training[0]["warm_start_from"] is None and training[1]["warm_start_from"] == g1.id
+    assert g2.vocab["users"] >= g1.vocab["users"] and g2.vocab["items"] > g1.vocab["items"], "vocabularies grow"
+    chance_at_10 = 10 / g2.vocab["items"]
+    assert g2.metrics["recall@10"] > 3 * chance_at_10, g2.metrics
+    assert g2.metrics["ann_recall@100_vs_exact"] >= settings.index.target_recall
+    assert g2.index["search_k"] > 0
+    for g in (g1, g2):
+        gens.verify(ws, g)
+    assert first.steps.keys() >= {"validate", "prepare", "train", "export", "evaluate", "publish"}
+
+
+def test_each_generation_lives_in_its_own_online_slot(published):
+    settings, ws, (first, second) = published
+    for result, slot in ((first, 0), (second, 1)):
+        table = pd.read_parquet(gens.directory(ws, result.generation) / "user_id_embedding.parquet").head(20)
+        got = _online(settings, ws, table.user_id, slot)
+        assert got["generation"] == [result.generation] * len(table)
+        np.testing.assert_allclose(np.array(got["embedding"], np.float32), np.stack(table.embedding), rtol=1e-6)
+
+
+def test_a_published_day_is_not_redone(published):
+    settings, ws, (_, second) = published
+    before = gens.read_pointer(ws)
+    again = run(settings, ws, second.day, log=lambda _m: None)
+    assert again.generation == second.generation and gens.read_pointer(ws) == before
+
+
+def test_a_bad_day_publishes_nothing(world_copy):
+    settings, ws = world_copy
+    day = ws.days()[2]
+    part = next(ws.events_day_dir(day).glob("*.parquet"))
+    events = pq.read_table(part).to_pandas()
+    events.loc[events.index[:25], "item_id"] = 987_654_321  # items nobody knows
+    events.to_parquet(part, index=False)
+    before = gens.read_pointer(ws)
+    proc = subprocess.run([TWOTOWER, "-w", str(ws.root), "full-update", str(day)], capture_output=True, text=True)
+    assert proc.returncode == ValidationFailed.exit_code, proc.stdout + proc.stderr
+    assert "item" in (proc.stdout + proc.stderr).lower() and "fail" in (proc.stdout + proc.stderr).lower()
+    assert gens.read_pointer(ws) == before
+    assert not ws.tfrecords_dir(day).exists(), "nothing prepared"
+    assert len(gens.listing(ws)) == 2, "nothing published"
+
+
+def _start(ws: Workspace, day) -> subprocess.Popen:
+    return subprocess.Popen(
+        [TWOTOWER, "-w", str(ws.root), "full-update", str(day)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+
+
+def _kill_during(ws: Workspace, day, step: str, delay: float) -> None:
+    """Start the full update and kill -9 its whole process group once ``step`` has started."""
+    proc = _start(ws, day)
+    for line in proc.stdout:
+        if line.strip() == f"== {step}":
+            time.sleep(delay)
+            os.killpg(proc.pid, signal.SIGKILL)
+            break
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, f"the run ended before {step} could be killed"
+
+
+def _assert_served_consistent(settings, ws, expected_parent: str) -> gens.Manifest:
+    served = gens.current(ws)
+    gens.verify(ws, served)
+    table = pd.read_parquet(gens.directory(ws, served.id) / "user_id_embedding.parquet").head(10)
+    got = _online(settings, ws, table.user_id, served.embedding_slot)
+    assert got["generation"] == [served.id] * len(table)
+    np.testing.assert_allclose(np.array(got["embedding"], np.float32), np.stack(table.embedding), rtol=1e-6)
+    assert served.id == expected_parent or served.parent == expected_parent
+    return served
+
+
+def test_kill_9_at_each_step_then_rerun_completes(world_copy):
+    settings, ws = world_copy
+    day = ws.days()[2]
+    g2 = gens.current(ws).id
+    for step, delay in (("prepare", 1.0), ("export", 0.5), ("publish", 2.0)):
+        _kill_during(ws, day, step, delay)
+        served = _assert_served_consistent(settings, ws, g2)
+        assert served.id == g2 or (step == "publish" and served.day == day)
+    result = run(settings, ws, day, log=lambda _m: None)
+    served = _assert_served_consistent(settings, ws, g2)
+    assert served.id == result.generation and served.parent == g2 and served.day == day
+    assert not any(p.name.startswith(".staging") for p in ws.generations_dir.iterdir())
