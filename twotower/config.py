@@ -105,12 +105,25 @@ class ModelSettings(_Section):
 
 
 class ServingSettings(_Section):
+    """Online recall (serving/): ``twotower serve`` and ``twotower recall``."""
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     default_k: int = Field(100, ge=1)
     max_k: int = Field(1000, ge=1)
     max_batch: int = Field(256, ge=1)
     channel: str = "two_tower"
+    feature_service: str = Field("user_tower", description="Feast feature service the user tower reads online")
+    online_read: Literal["direct", "sdk"] = Field(
+        "direct",
+        description="direct: the online store's online_read (one read per view); sdk: "
+        "FeatureStore.get_online_features (slower, see serving/online.py)",
+    )
+    poll_interval_s: float = Field(0.5, gt=0, description="how often CURRENT is checked for a new generation")
+    verify_checksums: bool = Field(True, description="check the served artifacts' checksums before loading a generation")
+    warm_index: bool = Field(True, description="read the index file once on load so first queries hit the page cache")
+    max_body_bytes: int = Field(65_536, ge=256, description="larger request bodies get HTTP 413")
+    workers: int = Field(1, ge=1, description="uvicorn worker processes of `twotower serve`")
 
     @model_validator(mode="after")
     def _k_within_cap(self) -> "ServingSettings":

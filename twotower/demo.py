@@ -1,17 +1,17 @@
-"""``twotower demo``: the whole daily cycle, as far as it exists, on a small simulated world.
+"""``twotower demo``: the whole daily cycle on a small simulated world, then a recall.
 
-Idempotent: a world already simulated with the same parameters is reused, every later stage is
-itself idempotent.
+Idempotent: a world already simulated with the same parameters is reused and days already
+published are skipped (each stage is itself resumable), so a second run is quick.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, time, timedelta, timezone
 from typing import Callable
 
-from twotower import feature_store
+from twotower import generations as gens
 from twotower.config import Settings
+from twotower.full_update import run as full_update
 from twotower.simulate import simulate, world_signature
 from twotower.workspace import Workspace
 
@@ -28,21 +28,23 @@ def _world_ready(settings: Settings, ws: Workspace) -> bool:
 def run(settings: Settings, ws: Workspace, echo: Callable[[str], None] = print) -> None:
     sim = settings.simulator
     if _world_ready(settings, ws):
-        echo(f"[1/3] reusing simulated world in {ws.root}")
+        echo(f"[1/3] reusing the simulated world in {ws.root}")
     else:
         echo(f"[1/3] simulating {sim.days} days: {sim.users} users, {sim.items} items (seed {sim.seed})")
         s = simulate(settings, ws, force=True, log=lambda m: echo("      " + m))
         echo(f"      {s.events:,} events in {s.seconds:.1f}s")
 
-    echo("[2/3] feast apply")
-    feature_store.apply(settings, ws)
-    last_day = ws.days()[-1]
-    end = datetime.combine(last_day + timedelta(days=1), time(0), tzinfo=timezone.utc)
-    echo(f"[3/3] feast materialize user_profile, item_profile up to {end.isoformat()}")
-    feature_store.materialize(settings, ws, end, ["user_profile", "item_profile"])
+    days = ws.days()
+    echo(f"[2/3] nightly full update of each day: {', '.join(map(str, days))}")
+    for day in days:
+        served = gens.current(ws)
+        if served is not None and served.day >= day:
+            echo(f"      {day}: already published ({served.id if served.day == day else 'older than served'})")
+            continue
+        result = full_update(settings, ws, day, log=lambda m: echo("      " + m))
+        echo(f"      {day}: serving {result.generation}")
 
-    store = feature_store.store(settings, ws)
-    rows = store.get_online_features(
-        features=store.get_feature_service("user_tower_profile"), entity_rows=[{"user_id": 1}]
-    ).to_dict()
-    echo(f"online profile of user 1: {json.dumps({k: v[0] for k, v in rows.items()})}")
+    echo("[3/3] generations")
+    current = gens.current(ws)
+    for m in gens.listing(ws):
+        echo("      " + gens.describe(m, current is not None and m.id == current.id))

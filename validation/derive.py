@@ -14,9 +14,8 @@ import pyarrow.compute as pc
 
 from twotower import schema
 from validation.history import DayProfile, History
-from validation.load import Table
+from validation.load import MISSING, Table
 
-MISSING = "<missing>"
 UTC_US = pa.timestamp("us", tz="UTC")
 
 LINK_COLUMNS = [

@@ -18,6 +18,9 @@ from twotower.errors import DataError
 from twotower.workspace import Workspace
 
 
+MISSING = "<missing>"
+
+
 def type_name(t: pa.DataType) -> str:
     """Arrow type as text, ignoring list item field names (parquet writers rename them)."""
     if pa.types.is_list(t) or pa.types.is_large_list(t):
@@ -32,7 +35,7 @@ class Table:
 
     name: str
     data: pa.Table
-    types: dict[str, str]  # column -> arrow type; "a | b" when the files disagree
+    types: dict[str, str]  # column -> arrow type; "a | b" (or "a | <missing>") if files disagree
     files: list[Path]
 
 
@@ -77,6 +80,9 @@ def read_table(name: str, files: list[Path], columns: list[str] | None = None) -
                 f"{name}: the files {', '.join(str(f) for f in files)} disagree on the type of "
                 f"column(s) {', '.join(conflicting)}: {exc}"
             ) from None
+    for column, seen in types.items():  # a column some files lack is not a sound column
+        if any(column not in t.column_names for t in tables):
+            seen.append(MISSING)
     return Table(name, data, {c: " | ".join(t) for c, t in types.items()}, list(files))
 
 

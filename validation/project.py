@@ -24,6 +24,7 @@ import pyarrow.parquet as pq
 from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context import AbstractDataContext
+from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from twotower.workspace import Workspace
 from validation.suites import ASSETS, build_suites
@@ -100,6 +101,11 @@ def open_project(
     ws.root.mkdir(parents=True, exist_ok=True)
     batches_dir(ws).mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(ws.root))
+    bars = context.variables.progress_bars  # a dict once read back from the yml
+    if bars is None or bars["globally"] or bars["metric_calculations"]:
+        # tqdm bars on stderr would drown the report in a CLI or a scheduler's log.
+        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+        context.variables.save()
     site = _site_config(index_days * len(ASSETS))
     if DOCS_SITE in context.list_data_docs_sites():
         if context.list_data_docs_sites()[DOCS_SITE] != site:
@@ -110,7 +116,10 @@ def open_project(
     gx_dir = ws.gx_dir
     _forget(context.checkpoints, CHECKPOINT, gx_dir / "checkpoints" / f"{CHECKPOINT}.json")
     for asset in ASSETS:
-        _forget(context.validation_definitions, asset.name, gx_dir / "validation_definitions" / f"{asset.name}.json")
+        _forget(
+            context.validation_definitions, asset.name,
+            gx_dir / "validation_definitions" / f"{asset.name}.json",
+        )
         _forget(context.suites, asset.name, gx_dir / "expectations" / f"{asset.name}.json")
     if DATASOURCE in context.data_sources.all():
         context.data_sources.delete(DATASOURCE)

@@ -47,6 +47,8 @@ class Failure:
             examples = obs.get("examples") or []
             if obs.get("element_count") == 1 and len(examples) == 1:  # one-row frames: the value
                 return _short(examples[0], 200)
+            if all(x is None for x in examples):  # a not-null check: the examples say nothing
+                examples = []
             shown = ", ".join(_short(x) for x in examples[:_EXAMPLES_SHOWN])
             more = ", ..." if len(examples) > _EXAMPLES_SHOWN else ""
             pct = obs.get("unexpected_percent")
@@ -166,6 +168,15 @@ class ValidationReport:
 
 
 def raise_if_failed(report: ValidationReport) -> None:
-    """Raise ``ValidationFailed`` (exit code 3) carrying the formatted report if the day failed."""
-    if not report.success:
-        raise ValidationFailed(report.format())
+    """Raise ``ValidationFailed`` (exit code 3) naming each failed expectation if the day failed.
+
+    Short on purpose: callers print ``report.format()`` (observed values and all) first."""
+    if report.success:
+        return
+    named = "; ".join(
+        f"[{f.suite}] {f.expectation}" + (f" on {f.column}" if f.column else "") for f in report.failures
+    )
+    raise ValidationFailed(
+        f"day {report.day} failed the data-quality gate ({len(report.failures)} failed "
+        f"expectation(s): {named}); summary: {report.summary_path}"
+    )
