@@ -8,7 +8,7 @@ WORKSPACE ?= workspace
 ANNOY_COMPILER_ARGS := -D_CRT_SECURE_NO_WARNINGS,-fpermissive,-O3,-ffast-math,-fno-associative-math,-DANNOYLIB_MULTITHREADED_BUILD,-std=c++14
 export ANNOY_COMPILER_ARGS
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean system-deps
 
 install: $(STAMP)
 
@@ -22,7 +22,14 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/twotower --workspace $(WORKSPACE) demo
 
-test: $(STAMP)
+# Tests start their own redis-server (loopback, free port); install the binary if missing.
+system-deps:
+	@command -v redis-server >/dev/null || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || { \
+	  echo "the tests need redis-server: apt-get install redis-server"; exit 1; }
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

@@ -90,20 +90,47 @@ def test_a_published_day_is_not_redone(published):
     assert again.generation == second.generation and gens.read_pointer(ws) == before
 
 
-def test_a_bad_day_publishes_nothing(world_copy):
+def _corrupt(ws: Workspace, day, how: str) -> None:
+    parts = sorted(ws.events_day_dir(day).glob("*.parquet"))
+    events = pq.read_table(parts[0]).to_pandas()
+    if how == "unknown_ids":
+        events.loc[events.index[:25], "item_id"] = 987_654_321  # items nobody knows
+    elif how == "nulls":
+        events["user_id"] = events["user_id"].astype("Int64")
+        events.loc[events.index[:10], "user_id"] = pd.NA
+    elif how == "truncated":
+        events = events.head(len(events) // 20)
+    elif how == "schema_change":
+        events = events.rename(columns={"event_type": "kind"})
+    events.to_parquet(parts[0], index=False)
+
+
+@pytest.mark.parametrize(
+    "how, named",
+    [("unknown_ids", "unknown_item_id"), ("nulls", "user_id"), ("truncated", "row_count"), ("schema_change", "event_type")],
+)
+def test_a_bad_day_publishes_nothing(world_copy, how, named):
     settings, ws = world_copy
     day = ws.days()[2]
-    part = next(ws.events_day_dir(day).glob("*.parquet"))
-    events = pq.read_table(part).to_pandas()
-    events.loc[events.index[:25], "item_id"] = 987_654_321  # items nobody knows
-    events.to_parquet(part, index=False)
+    _corrupt(ws, day, how)
     before = gens.read_pointer(ws)
-    proc = subprocess.run([TWOTOWER, "-w", str(ws.root), "full-update", str(day)], capture_output=True, text=True)
-    assert proc.returncode == ValidationFailed.exit_code, proc.stdout + proc.stderr
-    assert "item" in (proc.stdout + proc.stderr).lower() and "fail" in (proc.stdout + proc.stderr).lower()
+    with pytest.raises(ValidationFailed) as failure:
+        run(settings, ws, day, log=lambda _m: None)
+    assert named in str(failure.value), str(failure.value)
     assert gens.read_pointer(ws) == before
     assert not ws.tfrecords_dir(day).exists(), "nothing prepared"
+    assert not (ws.root / "work" / str(day)).exists(), "nothing trained"
     assert len(gens.listing(ws)) == 2, "nothing published"
+
+
+def test_a_bad_day_exits_non_zero_naming_the_expectation(world_copy):
+    settings, ws = world_copy
+    day = ws.days()[2]
+    _corrupt(ws, day, "unknown_ids")
+    proc = subprocess.run([TWOTOWER, "-w", str(ws.root), "full-update", str(day)], capture_output=True, text=True)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == ValidationFailed.exit_code, out
+    assert "expect_column_values_to_be_null" in out and "unknown_item_id" in out, out
 
 
 def _start(ws: Workspace, day) -> subprocess.Popen:
