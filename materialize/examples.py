@@ -174,10 +174,12 @@ def build_examples(
         "hard_item_id": list(hard["hard_item_id"]),
         "hard_category": list(hard["hard_category"]),
         "hard_author_id": list(hard["hard_author_id"]),
-        "hard_tags": list(hard["hard_tags"].reshape(n, -1)),
+        "hard_tags": list(hard["hard_tags"].reshape(n, hard_negatives * max_tags)),
         "hard_prob": list(hard["hard_prob"]),
         "hard_mask": list(hard["hard_mask"]),
     }
-    out = pd.DataFrame(columns)
+    out = pd.DataFrame(
+        {k: pd.Series(v, dtype=object) if isinstance(v, list) else v for k, v in columns.items()}
+    )  # list columns stay object dtype even when empty (Dask meta)
     assert tuple(out.columns) == COLUMN_NAMES
     return out

@@ -31,10 +31,10 @@ def pad_lists(values, length: int, fill: int = 0, dtype=np.int64) -> np.ndarray:
 
 
 def latest_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
-    """The newest row (by ``event_timestamp`` when present) of each ``key``."""
+    """The newest row (by ``event_timestamp`` when present) of each ``key``, ordered by key."""
     if "event_timestamp" in df.columns:
         df = df.sort_values("event_timestamp", kind="stable")
-    return df.drop_duplicates(key, keep="last").reset_index(drop=True)
+    return df.drop_duplicates(key, keep="last").sort_values(key, kind="stable").reset_index(drop=True)
 
 
 def require_columns(df: pd.DataFrame, columns, where: str) -> None:

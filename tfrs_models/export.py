@@ -41,16 +41,16 @@ class _ServingTower(tf.Module):
         super().__init__()
         self.tower = model.user_tower
         d, t = model.settings.id_embedding_dim, model.settings.max_tags
-        ints = tf.TensorSpec([None], tf.int64)
+        scalar = lambda name: tf.TensorSpec([None], tf.int64, name=name)  # noqa: E731
         self.serve = tf.function(
             self._serve,
             input_signature=[
                 tf.TensorSpec([None, d], tf.float32, name="id_embedding"),
-                tf.TensorSpec([None], tf.int64, name="age_bucket"),
-                tf.TensorSpec([None], tf.int64, name="gender"),
-                tf.TensorSpec([None], tf.int64, name="city_tier"),
+                scalar("age_bucket"),
+                scalar("gender"),
+                scalar("city_tier"),
                 tf.TensorSpec([None, t], tf.int64, name="interest_tags"),
-                ints,
+                scalar("hour"),
             ],
         )
 

@@ -21,7 +21,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Mapping, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -93,43 +93,52 @@ def empty_examples() -> pd.DataFrame:
 # --- DataFrame -> dense arrays ----------------------------------------------------------------
 
 
-def _column_matrix(df: pd.DataFrame, col: Column, where: str) -> np.ndarray:
+def _column_matrix(df: pd.DataFrame, col: Column, where: str, width: int | None) -> np.ndarray:
     values = df[col.name].to_numpy()
     if col.shape == "scalar":
         return values.astype(col.dtype).reshape(-1, 1)
     if len(values) == 0:
-        return np.zeros((0, 0), dtype=col.dtype)
+        return np.zeros((0, width or 0), dtype=col.dtype)
     try:
         return np.stack([np.asarray(v, dtype=col.dtype) for v in values])
     except ValueError as exc:
         raise DataError(f"{where}: column {col.name!r} must hold equal-length lists ({exc})") from None
 
 
-def frame_arrays(df: pd.DataFrame, where: str = "examples") -> dict[str, np.ndarray]:
-    """Every example column as a 2-D array ``[rows, length]``; names the first missing column."""
+def frame_arrays(
+    df: pd.DataFrame, where: str = "examples", max_tags: int | None = None, hard_negatives: int | None = None
+) -> dict[str, np.ndarray]:
+    """Every example column as a 2-D array ``[rows, length]``.
+
+    Names the first missing column or wrong list length. The lengths are inferred from the data
+    unless given (then they are checked, and they shape an empty frame's arrays).
+    """
     missing = [n for n in COLUMN_NAMES if n not in df.columns]
     if missing:
         raise DataError(f"{where}: missing example column(s) {', '.join(missing)}")
-    arrays = {c.name: _column_matrix(df, c, where) for c in EXAMPLE_COLUMNS}
-    if len(df):
-        t = arrays["tags"].shape[1]
-        h = arrays["hard_item_id"].shape[1]
-        for c in EXAMPLE_COLUMNS:
-            want = c.length(t, h)
-            if arrays[c.name].shape[1] != want:
-                raise DataError(
-                    f"{where}: column {c.name!r} has length {arrays[c.name].shape[1]}, expected {want} "
-                    f"(max_tags={t}, hard_negatives={h})"
-                )
+    widths = {c.name: c.length(max_tags, hard_negatives) if None not in (max_tags, hard_negatives) else None
+              for c in EXAMPLE_COLUMNS}  # fmt: skip
+    arrays = {c.name: _column_matrix(df, c, where, widths[c.name]) for c in EXAMPLE_COLUMNS}
+    t = arrays["tags"].shape[1] if max_tags is None else max_tags
+    h = arrays["hard_item_id"].shape[1] if hard_negatives is None else hard_negatives
+    for c in EXAMPLE_COLUMNS:
+        want = c.length(t, h)
+        if len(df) and arrays[c.name].shape[1] != want:
+            raise DataError(
+                f"{where}: column {c.name!r} has length {arrays[c.name].shape[1]}, expected {want} "
+                f"(max_tags={t}, hard_negatives={h})"
+            )
     return arrays
 
 
-def frame_to_features(df: pd.DataFrame, where: str = "examples") -> dict[str, np.ndarray]:
+def frame_to_features(
+    df: pd.DataFrame, where: str = "examples", max_tags: int | None = None, hard_negatives: int | None = None
+) -> dict[str, np.ndarray]:
     """The batch ``make_dataset`` would yield for these rows, as numpy arrays."""
-    arrays = frame_arrays(df, where)
+    arrays = frame_arrays(df, where, max_tags, hard_negatives)
     out = {k: (v[:, 0] if _BY_NAME[k].shape == "scalar" else v) for k, v in arrays.items()}
-    h = out["hard_item_id"].shape[1] if len(df) else 0
-    out["hard_tags"] = out["hard_tags"].reshape(len(df), h, -1)
+    t = out["tags"].shape[1]
+    out["hard_tags"] = out["hard_tags"].reshape(len(df), out["hard_item_id"].shape[1], t)
     return out
 
 
@@ -171,7 +180,7 @@ def parse_batch(serialized: tf.Tensor, max_tags: int, hard_negatives: int) -> di
     """Parse a *batch* of serialized examples (one vectorised op, much faster than per record)."""
     parsed = tf.io.parse_example(serialized, feature_spec(max_tags, hard_negatives))
     out = {k: (tf.squeeze(v, axis=1) if _BY_NAME[k].shape == "scalar" else v) for k, v in parsed.items()}
-    out["hard_tags"] = tf.reshape(out["hard_tags"], [-1, hard_negatives, max_tags])
+    out["hard_tags"] = tf.reshape(out["hard_tags"], [tf.shape(serialized)[0], hard_negatives, max_tags])
     return out
 
 
@@ -226,9 +235,3 @@ def make_dataset(
     )
     return ds.prefetch(autotune)
 
-
-def frame_batches(df: pd.DataFrame, batch_size: int) -> Iterable[Mapping[str, np.ndarray]]:
-    """The rows of an examples frame as batches, in row order (stream micro-batches)."""
-    features = frame_to_features(df)
-    for start in range(0, len(df), batch_size):
-        yield {k: v[start : start + batch_size] for k, v in features.items()}

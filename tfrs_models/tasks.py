@@ -89,22 +89,22 @@ class ListwiseTask(keras.layers.Layer):
     def _request_softmax(self, c: Candidates) -> tf.Tensor:
         """Softmax of the clicked item against its own request's ranked-out items."""
         pos = tf.reduce_sum(c.query * c.positive, axis=1, keepdims=True)
-        hard = tf.einsum("bd,bhd->bh", c.query, c.hard)
+        hard = tf.reduce_sum(c.query[:, None, :] * c.hard, axis=-1)
         ok = tf.logical_and(c.hard_mask > 0, tf.not_equal(c.hard_id, c.positive_id[:, None]))
         logits = tf.concat([pos, tf.where(ok, hard, -1e9)], axis=1) / self.temperature
         first = tf.one_hot(tf.zeros_like(c.positive_id), tf.shape(logits)[1])
         return tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(first, logits))
 
 
-def _negatives(c: Candidates):
+def _negatives(c: Candidates, in_batch: bool):
     """Cosines of (easy, hard) negatives per row and their validity masks (accidental hits out)."""
-    if c.easy.shape[0] == 0:  # fall back to in-batch negatives
+    if in_batch:  # no uniform negatives configured: the other rows' positives
         easy = tf.matmul(c.query, c.positive, transpose_b=True)
         easy_ok = tf.not_equal(c.positive_id[:, None], c.positive_id[None, :])
     else:
         easy = tf.matmul(c.query, c.easy, transpose_b=True)
         easy_ok = tf.not_equal(c.positive_id[:, None], c.easy_id[None, :])
-    hard = tf.einsum("bd,bhd->bh", c.query, c.hard)
+    hard = tf.reduce_sum(c.query[:, None, :] * c.hard, axis=-1)
     hard_ok = tf.logical_and(c.hard_mask > 0, tf.not_equal(c.hard_id, c.positive_id[:, None]))
     return easy, tf.cast(easy_ok, tf.float32), hard, tf.cast(hard_ok, tf.float32)
 
@@ -118,11 +118,12 @@ class PointwiseTask(keras.layers.Layer):
         super().__init__(**kwargs)
         self.temperature = s.temperature
         self.hard_weight = s.hard_negative_weight
+        self.in_batch = s.num_easy_negatives == 0
 
     def call(self, c: Candidates) -> tf.Tensor:
         t = self.temperature
         pos = tf.reduce_sum(c.query * c.positive, axis=1) / t
-        easy, easy_ok, hard, hard_ok = _negatives(c)
+        easy, easy_ok, hard, hard_ok = _negatives(c, self.in_batch)
         # BCE(logit, 1) = softplus(-logit); BCE(logit, 0) = softplus(logit)
         loss = tf.nn.softplus(-pos) + _masked_mean(tf.nn.softplus(easy / t), easy_ok)
         loss += self.hard_weight * _masked_mean(tf.nn.softplus(hard / t), hard_ok)
@@ -134,6 +135,7 @@ class PairwiseTask(keras.layers.Layer):
         super().__init__(**kwargs)
         self.temperature = s.temperature
         self.hard_weight = s.hard_negative_weight
+        self.in_batch = s.num_easy_negatives == 0
         self.kind = s.pairwise_loss
         self.margin = s.pairwise_margin
 
@@ -144,7 +146,7 @@ class PairwiseTask(keras.layers.Layer):
 
     def call(self, c: Candidates) -> tf.Tensor:
         pos = tf.reduce_sum(c.query * c.positive, axis=1, keepdims=True)
-        easy, easy_ok, hard, hard_ok = _negatives(c)
+        easy, easy_ok, hard, hard_ok = _negatives(c, self.in_batch)
         loss = _masked_mean(self._pair_loss(pos - easy), easy_ok)
         loss += self.hard_weight * _masked_mean(self._pair_loss(pos - hard), hard_ok)
         return tf.reduce_mean(loss)

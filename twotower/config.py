@@ -79,7 +79,12 @@ class ModelSettings(_Section):
     hidden_units: list[int] = Field(default_factory=lambda: [128])
     temperature: float = Field(0.05, gt=0)
     learning_rate: float = Field(0.05, gt=0)
-    incremental_learning_rate: float = Field(0.05, gt=0)
+    incremental_learning_rate: float = Field(
+        0.5, gt=0,
+        description="Adagrad rate of the incremental mode. A user's row gets only its share of a step's mean "
+        "loss, so it needs a far larger rate than full training: on a replayed day, progressive recall@50 "
+        "went 0.59 (frozen) -> 0.62 at 0.05 -> 0.70 at 0.5 with 64-example steps",
+    )
     batch_size: int = Field(512, ge=1)
     num_easy_negatives: int = Field(64, ge=0)
     hard_negatives_per_example: int = Field(2, ge=0)
@@ -213,6 +218,47 @@ class ValidationSettings(_Section):
         return self
 
 
+class StreamSettings(_Section):
+    """The event stream the incremental updater consumes (twotower/stream/).
+
+    ``file``: an append-only log in ``<workspace>/stream/<name>/`` with committed offsets in
+    files (nothing to start). ``redis``: a Redis Stream ``<name>`` whose consumer group
+    ``<group>`` holds the committed offset (its last-delivered ID).
+    """
+
+    type: Literal["file", "redis"] = "file"
+    name: str = Field("events", pattern=r"^[A-Za-z0-9_.:-]+$", description="stream (Redis key / log directory)")
+    group: str = Field("incremental", pattern=r"^[A-Za-z0-9_.:-]+$", description="consumer group of the updater")
+    redis_host: str = "127.0.0.1"
+    redis_port: int = Field(6379, ge=1, le=65535)
+    redis_db: int = Field(0, ge=0)
+    # From the environment (TWOTOWER_STREAM__REDIS_PASSWORD); never logged.
+    redis_password: SecretStr | None = None
+
+
+class IncrementalSettings(_Section):
+    """Intraday incremental update (``twotower incremental``): ID embeddings only, time order."""
+
+    batch_seconds: float = Field(
+        2.0, ge=0, description="--follow: a micro-batch starts at most this often (0 = as soon as events arrive)"
+    )
+    max_events: int = Field(20_000, ge=1, description="stream entries per micro-batch at most")
+    batch_size: int = Field(
+        64, ge=1, description="examples per training step: small steps follow the stream's time order closely"
+    )
+    publish_every: float = Field(
+        0.0, ge=0, description="seconds between pushes to the online store (0 = after every micro-batch)"
+    )
+    poll_seconds: float = Field(0.1, gt=0, description="--follow: how often an idle stream is polled")
+    hard_negative_lookback: int = Field(
+        50_000, ge=0, description="stream entries before a micro-batch searched for its clicks' ranked_out events"
+    )
+    compact_every: int = Field(
+        50, ge=1, description="state deltas (one per publish) folded into a new snapshot this often"
+    )
+    freshness_window: int = Field(10_000, ge=10, description="pushed users the rolling freshness percentiles cover")
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place."""
 
@@ -231,6 +277,8 @@ class Settings(BaseSettings):
     full_update: FullUpdateSettings = Field(default_factory=FullUpdateSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    stream: StreamSettings = Field(default_factory=StreamSettings)
+    incremental: IncrementalSettings = Field(default_factory=IncrementalSettings)
 
     @classmethod
     def settings_customise_sources(

@@ -81,6 +81,12 @@ class Workspace:
         return self.root / "stream"
 
     @property
+    def incremental_dir(self) -> Path:
+        """State of the intraday incremental chain, one folder per generation (never a full
+        update's starting point; discarded when the next generation is published)."""
+        return self.root / "incremental"
+
+    @property
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
