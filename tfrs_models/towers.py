@@ -16,7 +16,7 @@ import tf_keras as keras
 from twotower.config import ModelSettings
 from tfrs_models.features import HashedEmbedding, PooledEmbedding
 
-USER_FEATURES = ("age_bucket", "gender", "city_tier", "interest_tags", "hour")
+from tfrs_models.numpy_tower import USER_FEATURES  # one definition, shared with the numpy path
 ITEM_FEATURES = ("category", "author_id", "tags")
 HOURS = 24
 

@@ -152,3 +152,115 @@ def full_update(ctx: typer.Context, day: str = typer.Argument(..., help="YYYY-MM
     result = run(settings_of(ctx), _ws(ctx), _day(day), log=typer.echo)
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.startswith("recall"))
     typer.echo(f"serving {result.generation} (day {result.day}, parent {result.parent or '-'}): {metrics}")
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Optional[str] = typer.Option(None, help="Interface to bind (default: serving.host, 127.0.0.1)."),
+    port: Optional[int] = typer.Option(None, min=1, max=65535, help="Port (default: serving.port)."),
+    workers: Optional[int] = typer.Option(None, min=1, help="uvicorn worker processes (default: serving.workers)."),
+) -> None:
+    """Serve the recall HTTP API (/recall, /health, /generation, /metrics, /docs) of the current generation."""
+    from serving.run import serve as run
+
+    run(settings_of(ctx), host=host, port=port, workers=workers)
+
+
+def _user_id(value: str) -> int:
+    try:
+        uid = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"USER must be an int64 user ID, got {value!r}") from None
+    if not -(2**63) <= uid < 2**63:
+        raise typer.BadParameter(f"USER {value} is out of the int64 range")
+    return uid
+
+
+@app.command()
+def recall(
+    ctx: typer.Context,
+    user: str = typer.Argument(..., help="User ID (int64)."),
+    k: Optional[int] = typer.Option(None, "-k", "--k", help="Items to return (default: serving.default_k)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Recall one user's top-k in-process: items, scores, generation and path (embedding/oov_profile/popular)."""
+    from serving.run import recall as run
+
+    for line in run(settings_of(ctx), _user_id(user), k, as_json=as_json):
+        typer.echo(line)
+
+
+@app.command()
+def emit(
+    ctx: typer.Context,
+    day: Optional[str] = typer.Option(None, "--day", help="Replay this day of the offline store (YYYY-MM-DD) in time order."),
+    user: Optional[str] = typer.Option(None, "--user", help="A user (int64 ID) who clicks items now (with --category)."),
+    category: Optional[int] = typer.Option(None, "--category", help="With --user: the category of the clicked items."),
+    count: int = typer.Option(10, "--count", min=1, help="With --user: how many items the user clicks."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="With --user: random seed of the shown items."),
+) -> None:
+    """Append events to the event stream: a replayed day, or one user's clicks with current timestamps."""
+    from twotower.errors import UserError
+    from twotower.stream.emit import emit_day, emit_user
+
+    if (day is None) == (user is None):
+        raise UserError("give either --day DAY or --user USER --category C [--count N]")
+    if day is not None:
+        if category is not None:
+            raise UserError("--category goes with --user, not with --day")
+        typer.echo(emit_day(settings_of(ctx), _ws(ctx), _day(day)).line())
+        return
+    if category is None:
+        raise UserError("--user needs --category (the category of the items the user clicks)")
+    typer.echo(emit_user(settings_of(ctx), _ws(ctx), _user_id(user), category, count, seed=seed).line())
+
+
+@app.command()
+def incremental(
+    ctx: typer.Context,
+    follow: bool = typer.Option(False, "--follow", help="Keep consuming new events until SIGTERM/Ctrl-C (default: drain the stream, then exit)."),
+    batch_seconds: Optional[float] = typer.Option(None, "--batch-seconds", min=0, help="--follow: start a micro-batch at most this often (default: incremental.batch_seconds)."),
+    max_events: Optional[int] = typer.Option(None, "--max-events", min=1, help="Stream entries per micro-batch at most (default: incremental.max_events)."),
+    publish_every: Optional[float] = typer.Option(None, "--publish-every", min=0, help="Seconds between pushes to the online store; 0 = after every micro-batch (default: incremental.publish_every)."),
+) -> None:
+    """Intraday update: train the served generation's ID embeddings on new events, push them online."""
+    from twotower.incremental import run
+
+    summary = run(
+        settings_of(ctx), _ws(ctx), follow=follow, batch_seconds=batch_seconds, max_events=max_events,
+        publish_every=publish_every, log=typer.echo,
+    )  # fmt: skip
+    for line in summary.lines():
+        typer.echo(line)
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    days: Optional[int] = typer.Option(None, "--days", min=2, help="Simulated days per seed; day 1 trains the first model (default: replay.days)."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", min=1, help="Worlds to replay, for mean and spread (default: replay.seeds)."),
+    first_seed: Optional[int] = typer.Option(None, "--first-seed", help="Seed of the first world (default: replay.first_seed)."),
+    users: Optional[int] = typer.Option(None, "--users", min=10, help="Users per world (default: replay.users)."),
+    items: Optional[int] = typer.Option(None, "--items", min=10, help="Items per world (default: replay.items)."),
+    step_minutes: Optional[int] = typer.Option(None, "--step-minutes", min=1, help="Replay step in minutes, dividing a day (default: replay.step_minutes)."),
+    readme: Optional[Path] = typer.Option(None, "--readme", help="Rewrite the table between <!-- replay:start --> and <!-- replay:end --> in this file."),
+    fresh: bool = typer.Option(False, "--fresh", help="Re-simulate and replay every seed even if nothing changed."),
+) -> None:
+    """Day-replay experiment: full+incremental vs full only / incremental only / time-ordered / no update."""
+    from twotower.replay import results_path, run
+
+    ws = _ws(ctx)
+    run(
+        settings_of(ctx), ws, days=days, seeds=seeds, first_seed=first_seed, users=users, items=items,
+        step_minutes=step_minutes, readme=readme, fresh=fresh, log=typer.echo,
+    )  # fmt: skip
+    typer.echo(results_path(ws).with_suffix(".md").read_text())
+
+
+@app.command()
+def report(ctx: typer.Context) -> None:
+    """Write the HTML report (gate, generations, replay, freshness, serving) to <workspace>/reports/."""
+    from twotower.report import write_report
+
+    typer.echo(write_report(settings_of(ctx), _ws(ctx)))

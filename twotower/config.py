@@ -14,7 +14,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_WORKSPACE = Path("workspace")
@@ -259,6 +259,45 @@ class IncrementalSettings(_Section):
     freshness_window: int = Field(10_000, ge=10, description="pushed users the rolling freshness percentiles cover")
 
 
+class ReplaySettings(_Section):
+    """The day-replay experiment (``twotower replay``): training strategies on simulated days.
+
+    The defaults show the strategies apart in a few minutes on 2 cores (see README); every one
+    can be overridden on the command line.
+    """
+
+    days: int = Field(4, ge=2, description="simulated days per seed; day 1 only trains the first model")
+    seeds: int = Field(3, ge=1, description="worlds (seeds first_seed, first_seed+1, ...)")
+    first_seed: int = 0
+    users: int = Field(10_000, ge=10, description="users of each simulated world at the start")
+    items: int = Field(5_000, ge=10, description="items of each simulated world at the start")
+    step_minutes: int = Field(
+        60, ge=1, le=1440, description="replay step: the channel is measured on the next step's clicks, then the chains train on them"
+    )
+    ks: list[int] = Field(default_factory=lambda: [50, 100], description="recall@K reported")
+    recovery_k: int = Field(100, ge=1, description="K of the new-interest recovery measure")
+    recovery_share: float = Field(
+        0.25, gt=0, le=1,
+        description="a new interest counts as recovered once the strategy's recall@recovery_k of its clicks "
+        "reaches this share of the oracle's on the same clicks, two hours in a row",
+    )
+    max_hours: int = Field(16, ge=1, le=23, description="hours after acquiring a new interest that are followed")
+
+    @field_validator("step_minutes")
+    @classmethod
+    def _step_divides_day(cls, v: int) -> int:
+        if 1440 % v:
+            raise ValueError(f"{v} minutes do not divide a day (1440 minutes): steps must start at the same times every day")
+        return v
+
+    @field_validator("ks")
+    @classmethod
+    def _ks_positive(cls, v: list[int]) -> list[int]:
+        if not v or any(k < 1 for k in v):
+            raise ValueError(f"{v}: give at least one K, each >= 1")
+        return v
+
+
 class Settings(BaseSettings):
     """Everything configurable, in one place."""
 
@@ -279,6 +318,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     stream: StreamSettings = Field(default_factory=StreamSettings)
     incremental: IncrementalSettings = Field(default_factory=IncrementalSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
 
     @classmethod
     def settings_customise_sources(

@@ -44,7 +44,41 @@ def run(settings: Settings, ws: Workspace, echo: Callable[[str], None] = print) 
         result = full_update(settings, ws, day, log=lambda m: echo("      " + m))
         echo(f"      {day}: serving {result.generation}")
 
-    echo("[3/3] generations")
+    echo("[3/4] generations")
     current = gens.current(ws)
     for m in gens.listing(ws):
         echo("      " + gens.describe(m, current is not None and m.id == current.id))
+
+    echo("[4/4] recall: user ID -> Feast online features -> user tower -> Annoy top-k")
+    show_recall(settings, ws, echo)
+
+
+def show_recall(settings: Settings, ws: Workspace, echo: Callable[[str], None], k: int = 10) -> None:
+    """A served result for an active user, read against what the simulator knows they like."""
+    import numpy as np
+    import pandas as pd
+
+    from serving.retriever import Retriever
+    from twotower.simulate import Truth
+    from twotower.simulate.world import day_start_us
+
+    events = pd.read_parquet(ws.events_day_dir(ws.days()[-1]), columns=["user_id", "event_type"])
+    user = int(events.loc[events.event_type == "click", "user_id"].value_counts().index[0])
+    category = pd.read_parquet(ws.items_path, columns=["item_id", "category"]).set_index("item_id")["category"]
+    retriever = Retriever.open(settings, ws)
+    try:
+        result = retriever.recall(user, k=k, hour=12)
+        newcomer = retriever.recall(10**12, k=k)  # an ID nobody has seen: still served
+    finally:
+        retriever.close()
+    noon = day_start_us(ws.days()[-1]) + 12 * 3_600_000_000
+    liked = Truth(ws.truth_dir).preference(np.array([user]), np.array([noon]))[0]
+    top3 = set(np.argsort(-liked)[:3].tolist())
+    cats = [int(category.get(i, -1)) for i in result.item_ids]
+    hits = sum(c in top3 for c in cats)
+    echo(f"      user {user} at noon, generation {result.generation}, path {result.path}:")
+    echo(f"      true favourite categories (simulator ground truth): {sorted(top3)}")
+    for item, score, cat in zip(result.item_ids.tolist(), result.scores.tolist(), cats):
+        echo(f"        item {item:>6}  category {cat:>2}  cosine {score:+.3f}{'  *' if cat in top3 else ''}")
+    echo(f"      {hits}/{k} recalled items are in the user's favourite categories (* above)")
+    echo(f"      an unknown user ID is served too: path {newcomer.path}, {len(newcomer.item_ids)} items")

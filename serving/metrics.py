@@ -1,0 +1,78 @@
+"""Prometheus metrics of the recall server (``GET /metrics``).
+
+One ``CollectorRegistry`` per app (not the process-global one), so several apps in one process
+(tests) do not collide and ``/metrics`` shows only serving's series. The served generation is
+read at scrape time (a collector, not a gauge updated on swap), so it is never stale.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from serving.recall import PATHS
+
+# Request latency is sub-millisecond to a few ms: fine buckets there.
+LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+STAGE_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05)
+
+
+class _GenerationCollector:
+    """``twotower_serving_generation{generation,day,slot} 1`` for the generation being served."""
+
+    def __init__(self, current: Callable[[], object | None]):
+        self.current = current
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "twotower_serving_generation", "1 for the generation being served", labels=["generation", "day", "slot"]
+        )
+        gen = self.current()
+        if gen is not None:
+            family.add_metric([gen.id, gen.manifest.day.isoformat(), str(gen.slot)], 1)
+        yield family
+
+
+class ServingMetrics:
+    def __init__(self, current: Callable[[], object | None] = lambda: None) -> None:
+        """``current``: returns the served LoadedGeneration (read at each scrape)."""
+        r = self.registry = CollectorRegistry()
+        r.register(_GenerationCollector(current))
+        self.requests = Counter(
+            "twotower_http_requests", "HTTP requests by route and status code", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "twotower_http_request_seconds", "HTTP request latency (server side)", ["route"],
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.users = Counter(
+            "twotower_recall_users", "Users recalled, by path (embedding / oov_profile / popular fallback)",
+            ["path"], registry=r,
+        )  # fmt: skip
+        for path in PATHS:
+            self.users.labels(path)
+        self.mismatched = Counter(
+            "twotower_recall_embedding_generation_mismatch",
+            "Online ID embeddings ignored because another generation stamped them", registry=r,
+        )  # fmt: skip
+        self.stage = Histogram(
+            "twotower_recall_stage_seconds", "Time per recall batch in each stage", ["stage"],
+            buckets=STAGE_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.swaps = Counter("twotower_generation_swaps", "Hot swaps to a newly published generation", registry=r)
+        self.load_failures = Counter(
+            "twotower_generation_load_failures", "Published generations that failed to load", registry=r
+        )
+
+    def observe_batch(self, result) -> None:
+        for recall in result.recalls:
+            self.users.labels(recall.path).inc()
+        if result.mismatched:
+            self.mismatched.inc(result.mismatched)
+        for stage, seconds in result.timings.items():
+            self.stage.labels(stage).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

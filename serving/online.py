@@ -1,0 +1,158 @@
+"""Online features of the user tower: one read of the Feast online store per request batch.
+
+The feature service (``serving.feature_service``, default ``user_tower``) is the contract: the
+views and feature names come from it, so serving never copies a feature list. Each view is
+keyed by its own join keys: ``user_profile`` by ``user_id``, ``user_id_embedding`` by
+``(user_id, embedding_slot)`` - the slot is the loaded generation's, so a request reads only
+the embeddings of the generation it serves.
+
+Why two readers. ``FeatureStore.get_online_features`` (``SdkReader``) re-resolves the feature
+service, builds response protos and converts them to Python on every call: measured on the
+test world, one user costs p50 0.26 ms / p99 4.5 ms, a batch of 100 users 11 ms - the p99
+alone is twice the whole 2 ms recall budget. ``DirectReader`` resolves everything once and
+calls the online store's own ``online_read`` (the provider API, the same call Feast's SDK
+makes underneath, for SQLite and Redis alike): p50 0.05 ms / p99 0.1 ms for one user. This
+module is the ONE place that reaches below the SDK; ``serving.online_read = "sdk"`` switches
+back (the benchmark measures both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from tfrs_models.catalog import pad_lists
+from twotower.errors import UserError
+
+PROFILE = ("age_bucket", "gender", "city_tier", "interest_tags")
+EMBEDDING, GENERATION = "embedding", "generation"
+JOIN_KEYS = ("user_id", "embedding_slot")
+
+
+@dataclass
+class OnlineRows:
+    """The tower's online inputs for a batch of users (row i = user_ids[i])."""
+
+    user_ids: np.ndarray  # int64 [n]
+    has_profile: np.ndarray  # bool [n]
+    age_bucket: np.ndarray  # int64 [n]
+    gender: np.ndarray
+    city_tier: np.ndarray
+    interest_tags: np.ndarray  # int64 [n, max_tags], 0 = padding
+    embeddings: list  # float32 [d] or None per user
+    generations: list  # str or None per user
+
+    @classmethod
+    def from_columns(cls, user_ids: np.ndarray, cols: dict[str, list], max_tags: int) -> "OnlineRows":
+        """Columns of Python values (None = missing) -> typed arrays; tags padded/truncated."""
+        has_profile = np.array([v is not None for v in cols["age_bucket"]], dtype=bool)
+
+        def ints(name: str) -> np.ndarray:
+            return np.array([0 if v is None else v for v in cols[name]], dtype=np.int64)
+
+        embeddings = [None if v is None else np.asarray(v, dtype=np.float32) for v in cols[EMBEDDING]]
+        return cls(
+            user_ids=user_ids, has_profile=has_profile,
+            age_bucket=ints("age_bucket"), gender=ints("gender"), city_tier=ints("city_tier"),
+            interest_tags=pad_lists(cols["interest_tags"], max_tags),
+            embeddings=embeddings, generations=list(cols[GENERATION]),
+        )  # fmt: skip
+
+
+def _value(proto) -> Any:
+    """A Feast ValueProto -> Python (lists as lists, missing as None)."""
+    kind = proto.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    value = getattr(proto, kind)
+    return value.val if kind.endswith("_list_val") else value
+
+
+@dataclass
+class _View:
+    view: Any  # feast FeatureView
+    features: list[str]
+    join_keys: list[str]
+
+
+def resolve(store, service_name: str) -> list[_View]:
+    """The feature service's views with their features; checks the tower's inputs are there."""
+    try:
+        service = store.get_feature_service(service_name)
+    except Exception as exc:  # Feast raises its own FeatureServiceNotFoundException
+        raise UserError(f"serving.feature_service: Feast has no feature service {service_name!r} ({exc})") from None
+    views, found = [], set()
+    for projection in service.feature_view_projections:
+        view = store.get_feature_view(projection.name)
+        join_keys = list(view.join_keys)
+        unknown = [k for k in join_keys if k not in JOIN_KEYS]
+        if unknown:
+            raise UserError(f"feature service {service_name!r}: view {view.name!r} is keyed by {unknown}; serving knows {JOIN_KEYS}")
+        features = [f.name for f in projection.features]
+        views.append(_View(view, features, join_keys))
+        found.update(features)
+    missing = [f for f in (*PROFILE, EMBEDDING, GENERATION) if f not in found]
+    if missing:
+        raise UserError(f"feature service {service_name!r} lacks the user tower's input(s) {missing}")
+    return views
+
+
+class DirectReader:
+    """Reads through the online store's ``online_read`` (see the module docstring for why)."""
+
+    def __init__(self, store, service_name: str, max_tags: int):
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        self._EntityKey, self._Value = EntityKey, Value
+        self.config = store.config
+        self.online_store = store._get_provider().online_store
+        self.views = resolve(store, service_name)
+        self.max_tags = max_tags
+
+    def read(self, user_ids: Sequence[int], slot: int) -> OnlineRows:
+        ids = np.asarray(user_ids, dtype=np.int64)
+        n = len(ids)
+        cols: dict[str, list] = {}
+        uid_values = [self._Value(int64_val=int(u)) for u in ids]
+        slot_value = self._Value(int64_val=int(slot))
+        for v in self.views:
+            keys = [
+                self._EntityKey(
+                    join_keys=v.join_keys,
+                    entity_values=[u if k == "user_id" else slot_value for k in v.join_keys],
+                )
+                for u in uid_values
+            ]
+            rows = self.online_store.online_read(self.config, v.view, keys, v.features)
+            for name in v.features:
+                cols[name] = [None] * n
+            for i, (_ts, values) in enumerate(rows):
+                if values:
+                    for name in v.features:
+                        proto = values.get(name)
+                        if proto is not None:
+                            cols[name][i] = _value(proto)
+        return OnlineRows.from_columns(ids, cols, self.max_tags)
+
+
+class SdkReader:
+    """Reads through ``FeatureStore.get_online_features`` (the plain SDK path)."""
+
+    def __init__(self, store, service_name: str, max_tags: int):
+        resolve(store, service_name)  # same checks as DirectReader
+        self.store = store
+        self.service = store.get_feature_service(service_name)
+        self.max_tags = max_tags
+
+    def read(self, user_ids: Sequence[int], slot: int) -> OnlineRows:
+        ids = np.asarray(user_ids, dtype=np.int64)
+        rows = [{"user_id": int(u), "embedding_slot": int(slot)} for u in ids]
+        cols = self.store.get_online_features(features=self.service, entity_rows=rows).to_dict()
+        return OnlineRows.from_columns(ids, cols, self.max_tags)
+
+
+def reader(store, service_name: str, max_tags: int, kind: str = "direct"):
+    return (DirectReader if kind == "direct" else SdkReader)(store, service_name, max_tags)

@@ -1,0 +1,106 @@
+"""The request path as pure functions: online rows -> which path each user takes -> top-k.
+
+Paths (the response says which one served a user):
+
+* ``embedding``   - the user's own ID embedding of the loaded generation + profile.
+* ``oov_profile`` - no embedding of *this* generation (a new user, or a row stamped by another
+  generation): the tower's OOV row for the ID + the profile (DESIGN invariant 8).
+* ``popular``     - no profile either: the generation's most clicked items.
+
+An embedding stamped by another generation is never fed to this generation's tower (it was
+trained against other dense weights), which is what keeps a request on one generation even
+if the online store holds rows of several.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from serving.online import OnlineRows
+
+EMBEDDING, OOV_PROFILE, POPULAR = "embedding", "oov_profile", "popular"
+PATHS = (EMBEDDING, OOV_PROFILE, POPULAR)
+
+
+@dataclass(frozen=True)
+class Recall:
+    """One user's result of this channel."""
+
+    user_id: int
+    item_ids: np.ndarray  # int64, best first
+    scores: np.ndarray  # float32: cosine (embedding/oov_profile) or click share (popular)
+    generation: str
+    channel: str
+    path: str
+
+    def items(self) -> list[tuple[int, float]]:
+        return list(zip(self.item_ids.tolist(), self.scores.tolist()))
+
+    def to_json(self) -> str:
+        """``as_dict`` as JSON, ~3x faster than ``json.dumps`` of it (the per-request hot spot
+        after the index query at k=100). Scores keep 7 significant digits (float32 precision)."""
+        items = ",".join(['{"item_id":%d,"score":%.7g}' % p for p in zip(self.item_ids.tolist(), self.scores.tolist())])
+        return '{"user_id":%d,"generation":%s,"channel":%s,"path":"%s","items":[%s]}' % (
+            self.user_id, json.dumps(self.generation), json.dumps(self.channel), self.path, items
+        )
+
+    def as_dict(self) -> dict:
+        return {
+            "user_id": self.user_id, "generation": self.generation, "channel": self.channel,
+            "path": self.path, "items": [{"item_id": i, "score": s} for i, s in self.items()],
+        }  # fmt: skip
+
+
+@dataclass
+class TowerInputs:
+    """Users that go through the tower (rows of ``OnlineRows`` in ``rows``) and their ID embeddings."""
+
+    paths: list[str]  # per user of the batch
+    rows: np.ndarray  # int indices of users with a profile
+    id_embeddings: np.ndarray  # float32 [len(rows), d]
+    mismatched: int  # embeddings present but stamped by another generation
+
+
+def plan(online: OnlineRows, generation: str, tower) -> TowerInputs:
+    """Decide each user's path and gather the ID embedding the tower will take."""
+    d = tower.oov_rows.shape[1]
+    paths: list[str] = []
+    rows: list[int] = []
+    embs: list[np.ndarray | None] = []
+    mismatched = 0
+    for i, has_profile in enumerate(online.has_profile.tolist()):
+        emb, stamp = online.embeddings[i], online.generations[i]
+        if emb is not None and stamp != generation:
+            mismatched += 1
+        if not has_profile:
+            paths.append(POPULAR)
+            continue
+        rows.append(i)
+        if emb is not None and stamp == generation and emb.shape == (d,):
+            paths.append(EMBEDDING)
+            embs.append(emb)
+        else:
+            paths.append(OOV_PROFILE)
+            embs.append(None)
+    out = np.zeros((len(rows), d), dtype=np.float32)
+    oov = [j for j, e in enumerate(embs) if e is None]
+    for j, e in enumerate(embs):
+        if e is not None:
+            out[j] = e
+    if oov:
+        out[oov] = tower.oov_embedding(online.user_ids[np.asarray(rows)[oov]])
+    return TowerInputs(paths, np.asarray(rows, dtype=np.int64), out, mismatched)
+
+
+def user_vectors(online: OnlineRows, inputs: TowerInputs, tower, hour: int) -> np.ndarray:
+    """One batched tower forward for every user with a profile: unit vectors ``a``."""
+    r = inputs.rows
+    if len(r) == 0:
+        return np.zeros((0, tower.output_dim), dtype=np.float32)
+    return tower(
+        inputs.id_embeddings, online.age_bucket[r], online.gender[r], online.city_tier[r],
+        online.interest_tags[r], np.full(len(r), hour, dtype=np.int64),
+    )  # fmt: skip

@@ -1,0 +1,138 @@
+"""The two-tower recall channel in-process: user IDs -> top-k items of one generation.
+
+``Retriever`` owns the loaded generation and the online reader. A request leases the current
+generation once at its start and uses only it; ``swap`` replaces the reference in one
+assignment and retires the old generation, which is released when its last lease ends. The
+HTTP app, ``twotower recall`` and the benchmark all go through ``recall_batch``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+from serving import generation as loaded
+from serving.recall import POPULAR, Recall, plan, user_vectors
+from twotower import generations as gens
+from twotower.config import Settings
+from twotower.errors import UserError
+from twotower.workspace import Workspace
+
+
+@dataclass
+class BatchResult:
+    recalls: list[Recall]
+    generation: str
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    mismatched: int = 0  # embeddings found but stamped by another generation
+
+
+class Retriever:
+    def __init__(self, settings: Settings, ws: Workspace, reader, generation: loaded.LoadedGeneration):
+        self.settings, self.ws, self.reader = settings, ws, reader
+        self._current = generation
+        self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        self.swaps = 0
+
+    @classmethod
+    def open(cls, settings: Settings, ws: Workspace, store=None) -> "Retriever":
+        """Load the served generation and connect to the online store of the settings."""
+        from serving.online import reader
+        from twotower import feature_store
+
+        s = settings.serving
+        gen = loaded.load_current(ws, verify=s.verify_checksums, warm=s.warm_index)
+        store = store if store is not None else feature_store.store(settings, ws)
+        return cls(settings, ws, reader(store, s.feature_service, settings.model.max_tags, s.online_read), gen)
+
+    # --- generation handling -----------------------------------------------------------------
+    @property
+    def current(self) -> loaded.LoadedGeneration:
+        return self._current
+
+    @contextmanager
+    def lease(self) -> Iterator[loaded.LoadedGeneration]:
+        """The current generation, held for the whole request (never released under it)."""
+        with self._lock:
+            gen = self._current
+            gen.acquire()
+        try:
+            yield gen
+        finally:
+            gen.release()
+
+    def swap(self, new: loaded.LoadedGeneration) -> loaded.LoadedGeneration:
+        """Serve ``new`` from the next request on; the old one is released once idle."""
+        with self._lock:
+            old, self._current = self._current, new  # the one switch requests can observe
+            self.swaps += 1
+        old.retire()
+        return old
+
+    def refresh(self) -> tuple[str, str] | None:
+        """If ``CURRENT`` names another generation, load it beside the old one and swap.
+
+        Returns ``(old_id, new_id)`` after a swap, None if nothing changed. Loading happens
+        while the old generation keeps serving; a generation that fails to load raises and
+        the old one stays.
+        """
+        with self._refresh_lock:
+            ptr = gens.read_pointer(self.ws)
+            if ptr is None or ptr.current == self._current.id:
+                return None
+            s = self.settings.serving
+            new = loaded.load(self.ws, gens.load(self.ws, ptr.current), verify=s.verify_checksums, warm=s.warm_index)
+            old = self.swap(new)
+            return old.id, new.id
+
+    def close(self) -> None:
+        self._current.retire()
+
+    # --- recall ---------------------------------------------------------------------------
+    def check_k(self, k: int) -> int:
+        if not 1 <= k <= self.settings.serving.max_k:
+            raise UserError(f"k must be between 1 and serving.max_k={self.settings.serving.max_k}, got {k}")
+        return k
+
+    def recall(self, user_id: int, k: int | None = None, hour: int | None = None) -> Recall:
+        return self.recall_batch([user_id], k, hour).recalls[0]
+
+    def recall_batch(self, user_ids: Sequence[int], k: int | None = None, hour: int | None = None) -> BatchResult:
+        """Top-k of each user, all from one generation: one online read, one tower forward."""
+        k = self.check_k(self.settings.serving.default_k if k is None else k)
+        hour = time.gmtime().tm_hour if hour is None else hour
+        with self.lease() as gen:
+            return self._recall(gen, user_ids, k, hour)
+
+    def _recall(self, gen: loaded.LoadedGeneration, user_ids: Sequence[int], k: int, hour: int) -> BatchResult:
+        t0 = time.perf_counter()
+        online = self.reader.read(user_ids, gen.slot)
+        t1 = time.perf_counter()
+        inputs = plan(online, gen.id, gen.tower)
+        vectors = user_vectors(online, inputs, gen.tower, hour)
+        t2 = time.perf_counter()
+        channel = self.settings.serving.channel
+        recalls: list[Recall] = []
+        j = 0
+        for i, uid in enumerate(online.user_ids.tolist()):
+            path = inputs.paths[i]
+            if path == POPULAR:
+                ids, scores = gen.popular_ids[:k], gen.popular_scores[:k]
+            else:
+                ids, scores = gen.index.query(vectors[j], k)
+                j += 1
+            recalls.append(Recall(uid, ids, scores, gen.id, channel, path))
+        t3 = time.perf_counter()
+        timings = {"online": t1 - t0, "tower": t2 - t1, "index": t3 - t2}
+        return BatchResult(recalls, gen.id, timings, inputs.mismatched)
+
+
+def pinned(settings: Settings, ws: Workspace, generation_id: str, reader) -> Retriever:
+    """A retriever fixed on one generation (tests, debugging): no swaps."""
+    s = settings.serving
+    gen = loaded.load(ws, gens.load(ws, generation_id), verify=s.verify_checksums, warm=False)
+    return Retriever(settings, ws, reader, gen)

@@ -1,0 +1,121 @@
+"""Helpers of the serving tests: a world with two published generations, real servers on ports."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+import httpx
+
+from twotower.config import Settings, load_settings
+from twotower.workspace import Workspace
+
+REPO = Path(__file__).resolve().parent.parent
+TWOTOWER = Path(sys.executable).with_name("twotower")
+FEAST = Path(sys.executable).with_name("feast")
+DAYS = (date(2026, 11, 1), date(2026, 11, 2))
+WORLD = dict(users=400, items=300, days=2, seed=11)
+
+
+def build_two_generations(root: Path) -> tuple[Settings, Workspace, list[str]]:
+    """simulate + two real full updates: generations g1 (day 1) and g2 (day 2, served)."""
+    from twotower import full_update
+    from twotower.simulate import simulate
+
+    # Serving is under test, not the promotion check: day 2 is published whatever its recall.
+    settings = load_settings(workspace=root, full_update={"promotion_min_ratio": 0.0})
+    ws = Workspace(settings.workspace)
+    simulate(settings, ws, **WORLD)
+    ids = [full_update.run(settings, ws, day, log=lambda _m: None).generation for day in DAYS]
+    return settings, ws, ids
+
+
+_SHARED: dict = {}
+
+
+def shared_world(tmp_path_factory) -> tuple[Settings, Workspace, list[str]]:
+    """The two-generation world, built once per test session for every serving module.
+
+    Read-only for tests: anything that writes (online rows, CURRENT) works on ``copy_world``.
+    """
+    if "world" not in _SHARED:
+        _SHARED["world"] = build_two_generations(tmp_path_factory.mktemp("serving_world") / "ws")
+    return _SHARED["world"]
+
+
+def copy_world(ws: Workspace, target: Path) -> tuple[Settings, Workspace]:
+    """A private copy (online store included); its feature_store.yaml is re-rendered for it."""
+    from twotower import feature_store
+
+    shutil.copytree(ws.root, target)
+    settings = load_settings(workspace=target)
+    copy = Workspace(settings.workspace)
+    feature_store.prepare(settings, copy)
+    return settings, copy
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+@contextmanager
+def running(cmd: list[str], health_url: str, log: Path, cwd: Path = REPO, env: dict | None = None, timeout: float = 90):
+    """Start a server process, wait until ``health_url`` answers 200, stop it afterwards."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env or dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait(health_url, proc, timeout, log)
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextmanager
+def twotower_server(ws: Workspace, log: Path):
+    """``twotower serve`` on a free port of 127.0.0.1 (the default host); yields the base URL."""
+    port = free_port()
+    env = dict(os.environ, TWOTOWER_WORKSPACE=str(ws.root), TWOTOWER_SERVING__POLL_INTERVAL_S="0.2")
+    base = f"http://127.0.0.1:{port}"
+    with running([str(TWOTOWER), "serve", "--port", str(port)], f"{base}/health", log, env=env):
+        yield base
+
+
+@contextmanager
+def feast_server(settings: Settings, ws: Workspace, log: Path):
+    """Feast's own feature server over the same online store; yields the base URL."""
+    from twotower import feature_store
+
+    port = free_port()
+    env = feature_store.feast_env(settings, ws)
+    cmd = [str(FEAST), "-f", str(ws.feature_store_yaml), "serve", "-h", "127.0.0.1", "-p", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with running(cmd, f"{base}/health", log, cwd=feature_store.FEATURE_REPO, env=env, timeout=120):
+        yield base
