@@ -22,7 +22,13 @@ def write_result(name: str, payload: dict) -> Path:
     payload = {
         "benchmark": name,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            # Other work on the machine inflates timings; the load average says how much.
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        },
         **payload,
     }
     path = RESULTS / f"{name}.json"
