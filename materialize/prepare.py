@@ -3,13 +3,17 @@ TFRecord shards and the item frequency table for logQ correction.
 
 Dataflow (one day):
 
-    events (parquet, time order) --keep clicks + ranked_out--> shuffle on request_id
-      --map_partitions(build_examples)--> examples --random key, shuffle--> shards
-      --map_partitions(shuffle rows, write_shard)--> tfrecords/DAY/shard-*.tfrecord
+    events (parquet, time order) --keep clicks + ranked_out--> shuffle on hash(request_id)
+      --map_partitions(build_examples)--> examples --map_partitions(permute, write_shard)-->
+      tfrecords/DAY/shard-*.tfrecord  (+ held-out requests, item frequencies)
 
 Rows of one request must meet in one partition (its click and its ranked-out candidates), hence
-the first shuffle; the second is the global random shuffle the full update trains on (the seed:
-"random shuffle" removes the time-of-day bias of the stream). Output is staged and renamed into
+the shuffle on the request id. Its hash also scatters the day uniformly over partitions, so
+each partition is a random sample of the whole day, not a slice of time; permuting rows within
+a partition then gives every shard a uniformly random order, and the reader interleaves shards
+on top. That is the global random shuffle the full update trains on (the seed: "random
+shuffle" removes the time-of-day bias of the stream) without a second exchange of the wide
+example rows between workers. Output is staged and renamed into
 place with ``_SUCCESS.json`` last, so a crash leaves nothing that looks complete and a re-run
 starts over; a complete day is not prepared twice.
 """
@@ -69,19 +73,17 @@ def holdout_mask(request_ids: np.ndarray, share: float) -> np.ndarray:
     return (hashed % np.uint64(modulus)) == 0
 
 
-def _add_keys(df: pd.DataFrame, seed: int, share: float, partition_info=None) -> pd.DataFrame:
-    number = partition_info["number"] if partition_info else 0
-    rng = np.random.default_rng([seed, number])
-    return df.assign(
-        _shuffle_key=rng.integers(0, 2**62, len(df)), _holdout=holdout_mask(df["request_id"].to_numpy(), share)
-    )
+def _mark_holdout(df: pd.DataFrame, share: float) -> pd.DataFrame:
+    return df.assign(_holdout=holdout_mask(df["request_id"].to_numpy(), share))
 
 
 def _write_partition(df: pd.DataFrame, directory: str, seed: int, partition_info=None) -> pd.DataFrame:
+    """Permute the partition's training rows and write them as one shard."""
     number = partition_info["number"] if partition_info else 0
-    df = df.drop(columns=["_shuffle_key", "_holdout"]).sample(frac=1.0, random_state=np.random.RandomState([seed, number]))
+    train = df.loc[~df["_holdout"]].drop(columns="_holdout")
+    train = train.sample(frac=1.0, random_state=np.random.RandomState([seed, number]))
     name = f"shard-{number:05d}.tfrecord"
-    count = write_shard(df, Path(directory) / name)
+    count = write_shard(train, Path(directory) / name)
     return pd.DataFrame({"shard": [name], "examples": [count]})
 
 
@@ -110,9 +112,8 @@ def prepare_day(
 
     clicked = events[events["event_type"] == "click"][["item_id", "event_type"]].compute()
     frequencies = item_frequencies(clicked, items["item_id"].to_numpy())
-    n_parts = max(settings.dask.partitions, events.npartitions)
-    n_shards = max(1, min(settings.dask.partitions, len(clicked) // 2_000 or 1))
-    log(f"prepare: {day}: {len(clicked):,} clicks -> {n_shards} shards over {n_parts} partitions")
+    n_parts = max(1, min(max(settings.dask.partitions, events.npartitions), len(clicked) // 2_000 or 1))
+    log(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards")
 
     users_f, items_f, freq_f = (client.scatter(x, broadcast=True) for x in (users, items, frequencies))
     by_request = events.shuffle(on="request_id", npartitions=n_parts)
@@ -120,20 +121,20 @@ def prepare_day(
     examples = by_request.map_partitions(
         _examples_partition, users_f, items_f, freq_f, day, m.max_tags, m.hard_negatives_per_example, meta=meta
     )
-    keyed_meta = meta.assign(_shuffle_key=pd.Series(dtype="int64"), _holdout=pd.Series(dtype=bool))
-    keyed = examples.map_partitions(_add_keys, seed, settings.full_update.holdout_share, meta=keyed_meta)
+    keyed = examples.map_partitions(
+        _mark_holdout, settings.full_update.holdout_share, meta=meta.assign(_holdout=pd.Series(dtype=bool))
+    )
     keyed = client.persist(keyed)
-    shuffled = keyed[~keyed["_holdout"]].shuffle(on="_shuffle_key", npartitions=n_shards)
 
     with staged_dir(target) as stage:
-        written = shuffled.map_partitions(
+        written = keyed.map_partitions(
             _write_partition, str(stage), seed, meta=pd.DataFrame({"shard": pd.Series(dtype=str), "examples": pd.Series(dtype="int64")})
         )
         future = client.compute(written)
         progress(future, scheduler=client.scheduler.address)
         shards = future.result()
         frequencies.to_parquet(stage / FREQUENCIES, index=False)
-        holdout = client.compute(keyed[keyed["_holdout"]]).result().drop(columns=["_shuffle_key", "_holdout"])
+        holdout = client.compute(keyed[keyed["_holdout"]]).result().drop(columns=["_holdout"])
         holdout.sort_values("event_timestamp", kind="stable").to_parquet(stage / HOLDOUT, index=False)
         result = PreparedDay(
             day=day.isoformat(),
