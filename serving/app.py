@@ -42,7 +42,10 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
     s = settings.serving
     ws = Workspace(settings.workspace)
     state: dict = {"retriever": retriever, "watcher": None}
-    metrics = ServingMetrics(lambda: state["retriever"].current if state["retriever"] is not None else None)
+    metrics = ServingMetrics(
+        lambda: state["retriever"].current if state["retriever"] is not None else None,
+        freshness=ws.stream_dir / "freshness.json",
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

@@ -7,10 +7,12 @@ read at scrape time (a collector, not a gauge updated on swap), so it is never s
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
 
 from serving.recall import PATHS
 
@@ -35,11 +37,44 @@ class _GenerationCollector:
         yield family
 
 
+class _FreshnessCollector:
+    """The incremental updater's freshness (event -> embedding visible online), read at scrape
+    time from the file it replaces atomically after each publish (``twotower-freshness/1``,
+    see docs/incremental.md): the updater is another process, the file is their contract."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def collect(self):
+        if self.path is None or not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text())
+            histogram = data["histogram"]
+            bounds = [str(b) for b in histogram["le"]]
+        except (OSError, ValueError, KeyError):
+            return  # a missing or foreign file never breaks /metrics
+        family = HistogramMetricFamily(
+            "twotower_incremental_freshness_seconds",
+            "Incremental updater: event (or append) time -> user embedding visible in the online store",
+            labels=["kind"],
+        )
+        for key, h in histogram.items():
+            if key != "le" and isinstance(h, dict) and len(h.get("buckets", ())) == len(bounds):
+                family.add_metric([key.removesuffix("_seconds")], list(zip(bounds, h["buckets"])), sum_value=h["sum"])
+        yield family
+        lag = data.get("stream", {}).get("lag_events")
+        if lag is not None:
+            yield GaugeMetricFamily("twotower_incremental_lag_events", "Stream events not yet consumed", value=lag)
+
+
 class ServingMetrics:
-    def __init__(self, current: Callable[[], object | None] = lambda: None) -> None:
-        """``current``: returns the served LoadedGeneration (read at each scrape)."""
+    def __init__(self, current: Callable[[], object | None] = lambda: None, freshness: Path | None = None) -> None:
+        """``current``: returns the served LoadedGeneration (read at each scrape);
+        ``freshness``: the incremental updater's freshness file, if any."""
         r = self.registry = CollectorRegistry()
         r.register(_GenerationCollector(current))
+        r.register(_FreshnessCollector(freshness))
         self.requests = Counter(
             "twotower_http_requests", "HTTP requests by route and status code", ["route", "method", "status"], registry=r
         )

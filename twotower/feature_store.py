@@ -32,7 +32,10 @@ def render_yaml(settings: Settings, ws: Workspace) -> str:
         conn = f"{settings.online_store.redis_host}:{settings.online_store.redis_port}"
         if settings.online_store.redis_password is not None:
             conn += ",password=${%s}" % REDIS_PASSWORD_ENV
-        online = {"type": "redis", "connection_string": conn}
+        # Newest-wins is decided by our push path (generation first, then event time) and
+        # materialize writes a new generation into its own slot; Feast's timestamp-only dedup
+        # would silently drop a newer generation's rows whose event time is older.
+        online = {"type": "redis", "connection_string": conn, "skip_dedup": True}
     else:
         online = {"type": "sqlite", "path": str(ws.feast_dir / "online_store.db")}
     config = {
