@@ -22,12 +22,14 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(BIN)/twotower --workspace $(WORKSPACE) demo
 
-# Tests start their own redis-server (loopback, free port); install the binary if missing.
+# Tests start their own redis-server (loopback, free port) and render the HTML report in
+# headless Chromium; install the Debian packages if missing.
+SYSTEM_PACKAGES := redis-server chromium
 system-deps:
-	@command -v redis-server >/dev/null || { \
+	@{ command -v redis-server >/dev/null && command -v chromium >/dev/null; } || { \
 	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } || { \
-	  echo "the tests need redis-server: apt-get install redis-server"; exit 1; }
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; } || { \
+	  echo "the tests need: $(SYSTEM_PACKAGES) (apt-get install $(SYSTEM_PACKAGES))"; exit 1; }
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest

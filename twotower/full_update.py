@@ -120,4 +120,7 @@ def run(settings: Settings, ws: Workspace, day: date, log: Log = print) -> FullU
         result.generation = step("publish", steps.publish, settings, ws, work, served, log)
     finally:
         dask.close()
+    from twotower.report import write_report  # never fails the update: it reports what it finds
+
+    log(f"report: {write_report(settings, ws)}")
     return result
