@@ -90,7 +90,7 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> "iterator[int]":
+def redis_server():
     """A throwaway redis-server on 127.0.0.1 and a free port (no persistence); yields the port."""
     import redis
 

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import numpy as np

@@ -155,7 +155,11 @@ def train_full(
     ``tf.data.Dataset`` of batches (taken as is). ``user_ids``: every user known today (the
     users table); the user vocabulary grows by them, the item vocabulary by ``catalog``.
     ``previous``: the previous *full* model to warm-start from (``None`` only on day one).
+    ``seed``: also seeds TensorFlow's global generator (sampled negatives, OOV routing), so the
+    same seed and data give the same model up to float reduction order.
     """
+    if seed is not None:
+        tf.random.set_seed(seed)
     if previous is None:
         model = build_model(
             settings, IdVocab.build(user_ids, settings.oov_buckets),

@@ -135,7 +135,7 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask, log
 def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served, log: Log) -> None:
     from materialize.item_index import IDS_FILE, load_meta
     from tfrs_models.checkpoint import load_model
-    from tfrs_models.evaluate import KS, recall_at_k
+    from tfrs_models.evaluate import recall_at_k
     from tfrs_models.export import item_vectors, user_vectors
 
     holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)

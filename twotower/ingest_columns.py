@@ -182,7 +182,6 @@ def parse_timestamp(arr: pa.Array) -> Parsed:
     """Instants as int64 microseconds since the epoch, UTC. Naive values are UTC."""
     arr = _plain(arr)
     t = arr.type
-    n = len(arr)
     if pa.types.is_string(t):
         s, null = _strings(arr)
         is_int = _np(pc.match_substring_regex(s, r"^\d{1,18}$"))

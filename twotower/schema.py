@@ -65,7 +65,7 @@ TABLES = {"users": USERS, "items": ITEMS, "events": EVENTS}
 KEYS = {"users": "user_id", "items": "item_id", "events": "event_id"}
 
 
-def to_us(timestamps) -> "np.ndarray":
+def to_us(timestamps):
     """Microseconds since the epoch of a pandas datetime Series, whatever its unit."""
     import numpy as np
     import pandas as pd

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 
 @dataclass(frozen=True)
@@ -133,16 +133,24 @@ def staged_dir(target: Path) -> Iterator[Path]:
         os.rename(stage, target)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file so that readers never see a partial one (write, fsync, rename)."""
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """Write ``path`` so that readers never see a partial file: a temporary file in the same
+    directory, fsynced, then renamed over ``path``; on error it is removed and ``path`` kept."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers never see a partial one (write, fsync, rename)."""
+    with atomic_file(path) as fh:
+        fh.write(data)

@@ -25,13 +25,12 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from twotower.workspace import atomic_write_bytes, staged_dir
+from twotower.workspace import atomic_file, atomic_write_bytes, staged_dir
 
 FORMAT = "twotower-incremental-state/1"
 _DELTA = re.compile(r"^(\d{12})\.npz$")
@@ -99,16 +98,8 @@ class StateStore:
         meta = {"seq": seq, "position": state.position, **state.meta}
         payload["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
         self.deltas_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.deltas_dir)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, **payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.deltas_dir / f"{seq:012d}.npz")
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_file(self.deltas_dir / f"{seq:012d}.npz") as fh:
+            np.savez(fh, **payload)
         state.seq = seq
         for name, array in state.arrays.items():
             self._saved[name] = array.copy()

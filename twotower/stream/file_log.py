@@ -18,7 +18,6 @@ import fcntl
 import json
 import os
 import re
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -29,7 +28,7 @@ import pyarrow as pa
 
 from twotower.errors import UserError
 from twotower.stream.base import APPENDED_AT, SCHEMA, EventStream, StreamBatch, empty_events, now_utc, to_events_table
-from twotower.workspace import atomic_write_bytes
+from twotower.workspace import atomic_file, atomic_write_bytes
 
 _CHUNK = re.compile(r"^(\d{20})-(\d{10})\.arrow$")
 
@@ -91,17 +90,9 @@ class FileEventLog(EventStream):
             for stale in self.chunks_dir.glob(".tmp-*"):
                 stale.unlink(missing_ok=True)
             first = self._end()
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.chunks_dir)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    with pa.ipc.new_file(fh, SCHEMA) as writer:
-                        writer.write_table(table)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, self.chunks_dir / f"{first:020d}-{table.num_rows:010d}.arrow")
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            with atomic_file(self.chunks_dir / f"{first:020d}-{table.num_rows:010d}.arrow") as fh:
+                with pa.ipc.new_file(fh, SCHEMA) as writer:
+                    writer.write_table(table)
             dir_fd = os.open(self.chunks_dir, os.O_RDONLY)
             try:
                 os.fsync(dir_fd)
