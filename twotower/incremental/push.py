@@ -17,10 +17,10 @@ store skips a row whose ``event_timestamp`` is not later than the stored one, bu
 of generations and reads-then-writes without a transaction. One rule, applied by the only writer
 of pushes (``twotower incremental`` holds a lock), gives the same result on both stores.
 
-So this handle writes with Feast's Redis ``skip_dedup`` switched on (in its own in-memory
-config, not in feature_store.yaml): the rule above has already decided, and Feast's
-timestamp-only check would wrongly refuse a newer generation's row whose event time is older
-than a stale row of an earlier generation left in the slot.
+So the Redis store runs with Feast's ``skip_dedup`` on (set where the effective
+feature_store.yaml is rendered, ``twotower.feature_store.render_yaml``): the rule above has
+already decided, and Feast's timestamp-only check would wrongly refuse a newer generation's
+row whose event time is older than a stale row of an earlier generation left in the slot.
 
 ``read`` goes through the online store's ``online_read`` (as serving/online.py does, one call
 for a batch of keys) because it returns each row's event timestamp, which the SDK's response
@@ -90,8 +90,6 @@ class OnlineEmbeddings:
         self.join_keys = list(self.view.join_keys)
         self.online = self.store._get_provider().online_store
         self.config = self.store.config
-        if hasattr(self.config.online_store, "skip_dedup"):  # Redis: our rule decides (module docstring)
-            self.config.online_store.skip_dedup = True
 
     def _keys(self, user_ids: np.ndarray, slot: int) -> list:
         slot_value = self._Value(int64_val=int(slot))
