@@ -5,7 +5,11 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 WORKSPACE ?= workspace
 # Annoy compiles with -march=native by default; a wheel cached on one CPU can crash on another.
-ANNOY_COMPILER_ARGS := -D_CRT_SECURE_NO_WARNINGS,-fpermissive,-O3,-ffast-math,-fno-associative-math,-DANNOYLIB_MULTITHREADED_BUILD,-std=c++14
+# So: built from source, never cached, with portable flags plus AVX2/FMA only when the CPU that
+# builds it (and runs it: the .venv is per machine) has them - Annoy's AVX distance kernels make
+# a 64-d top-100 query ~35% faster (measured: 0.99 -> 0.64 ms at search_k 5000, 300k items).
+ANNOY_SIMD := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && echo ,-mavx2,-mfma)
+ANNOY_COMPILER_ARGS := -D_CRT_SECURE_NO_WARNINGS,-fpermissive,-O3,-ffast-math,-fno-associative-math,-DANNOYLIB_MULTITHREADED_BUILD,-std=c++14$(ANNOY_SIMD)
 export ANNOY_COMPILER_ARGS
 
 .PHONY: install demo test bench clean system-deps

@@ -4,7 +4,7 @@ TFRecord shards and the item frequency table for logQ correction.
 Dataflow (one day):
 
     events (parquet, time order) --keep clicks + ranked_out--> shuffle on hash(request_id)
-      --map_partitions(build_examples)--> examples --map_partitions(permute, write_shard)-->
+      --map_partitions(build_examples, hold out, permute, write_shard)-->
       tfrecords/DAY/shard-*.tfrecord  (+ held-out requests, item frequencies)
 
 Rows of one request must meet in one partition (its click and its ranked-out candidates), hence
@@ -21,6 +21,7 @@ starts over; a complete day is not prepared twice.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -40,6 +41,7 @@ from twotower.workspace import Workspace, staged_dir
 SUCCESS = "_SUCCESS.json"
 FREQUENCIES = "item_frequencies.parquet"
 HOLDOUT = "holdout.parquet"
+HOLDOUT_PARTS = "_holdout_parts"  # per-partition held-out rows, merged into HOLDOUT
 
 
 @dataclass
@@ -60,12 +62,6 @@ class PreparedDay:
         return [directory / s for s in self.shards]
 
 
-def _examples_partition(events: pd.DataFrame, users, items, frequencies, day, max_tags, hard_negatives):
-    return build_examples(
-        events, users, items, max_tags=max_tags, hard_negatives=hard_negatives, day=day, frequencies=frequencies
-    )
-
-
 def holdout_mask(request_ids: np.ndarray, share: float) -> np.ndarray:
     """Requests held out of training, chosen by a hash of the request id (stable across runs)."""
     modulus = max(2, round(1.0 / share))
@@ -73,18 +69,30 @@ def holdout_mask(request_ids: np.ndarray, share: float) -> np.ndarray:
     return (hashed % np.uint64(modulus)) == 0
 
 
-def _mark_holdout(df: pd.DataFrame, share: float) -> pd.DataFrame:
-    return df.assign(_holdout=holdout_mask(df["request_id"].to_numpy(), share))
+def _prepare_partition(
+    events: pd.DataFrame, users, items, frequencies, day, max_tags, hard_negatives, holdout_share, directory, seed,
+    partition_info=None,
+) -> pd.DataFrame:
+    """One partition of the day's requests -> one permuted TFRecord shard + its held-out rows.
 
-
-def _write_partition(df: pd.DataFrame, directory: str, seed: int, partition_info=None) -> pd.DataFrame:
-    """Permute the partition's training rows and write them as one shard."""
+    Examples are built, split and written in the same task, so the wide example rows (list
+    columns, ~500 bytes each) never travel between workers: only the narrow events are shuffled.
+    """
     number = partition_info["number"] if partition_info else 0
-    train = df.loc[~df["_holdout"]].drop(columns="_holdout")
+    examples = build_examples(
+        events, users, items, max_tags=max_tags, hard_negatives=hard_negatives, day=day, frequencies=frequencies
+    )
+    held = holdout_mask(examples["request_id"].to_numpy(), holdout_share)
+    train = examples.loc[~held]
     train = train.sample(frac=1.0, random_state=np.random.RandomState([seed, number]))
     name = f"shard-{number:05d}.tfrecord"
     count = write_shard(train, Path(directory) / name)
-    return pd.DataFrame({"shard": [name], "examples": [count]})
+    holdout = examples.loc[held]
+    if len(holdout):
+        parts = Path(directory) / HOLDOUT_PARTS
+        parts.mkdir(exist_ok=True)
+        holdout.to_parquet(parts / f"part-{number:05d}.parquet", index=False)
+    return pd.DataFrame({"shard": [name], "examples": [count], "holdout": [len(holdout)]})
 
 
 def prepare_day(
@@ -117,25 +125,21 @@ def prepare_day(
 
     users_f, items_f, freq_f = (client.scatter(x, broadcast=True) for x in (users, items, frequencies))
     by_request = events.shuffle(on="request_id", npartitions=n_parts)
-    meta = empty_examples()
-    examples = by_request.map_partitions(
-        _examples_partition, users_f, items_f, freq_f, day, m.max_tags, m.hard_negatives_per_example, meta=meta
-    )
-    keyed = examples.map_partitions(
-        _mark_holdout, settings.full_update.holdout_share, meta=meta.assign(_holdout=pd.Series(dtype=bool))
-    )
-    keyed = client.persist(keyed)
-
+    summary = pd.DataFrame({"shard": pd.Series(dtype=str), "examples": pd.Series(dtype="int64"),
+                            "holdout": pd.Series(dtype="int64")})  # fmt: skip
     with staged_dir(target) as stage:
-        written = keyed.map_partitions(
-            _write_partition, str(stage), seed, meta=pd.DataFrame({"shard": pd.Series(dtype=str), "examples": pd.Series(dtype="int64")})
-        )
+        written = by_request.map_partitions(
+            _prepare_partition, users_f, items_f, freq_f, day, m.max_tags, m.hard_negatives_per_example,
+            settings.full_update.holdout_share, str(stage), seed, meta=summary,
+        )  # fmt: skip
         future = client.compute(written)
         progress(future, scheduler=client.scheduler.address)
         shards = future.result()
         frequencies.to_parquet(stage / FREQUENCIES, index=False)
-        holdout = client.compute(keyed[keyed["_holdout"]]).result().drop(columns=["_holdout"])
+        parts = sorted((stage / HOLDOUT_PARTS).glob("part-*.parquet"))
+        holdout = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else empty_examples()
         holdout.sort_values("event_timestamp", kind="stable").to_parquet(stage / HOLDOUT, index=False)
+        shutil.rmtree(stage / HOLDOUT_PARTS, ignore_errors=True)
         result = PreparedDay(
             day=day.isoformat(),
             examples=int(shards["examples"].sum()),

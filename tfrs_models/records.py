@@ -29,6 +29,7 @@ import pandas as pd
 import twotower  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
+from tfrs_models.example_codec import encode_examples
 from twotower.config import ModelSettings
 from twotower.errors import DataError
 
@@ -150,22 +151,20 @@ def write_shard(df: pd.DataFrame, path: str | os.PathLike) -> int:
 
     Atomic: the records go to a temporary file in the target directory, which is renamed onto
     ``path`` only when complete, so a crash never leaves a truncated shard behind. A plain
-    function of (DataFrame, path) so Dask ``map_partitions`` can call it per partition.
+    function of (DataFrame, path) so Dask ``map_partitions`` can call it per partition. The
+    records are encoded for the whole frame at once (``example_codec``), not one protobuf
+    message per row.
     """
     path = Path(path)
     arrays = frame_arrays(df, where=str(path))
-    ints = [(n, a.tolist()) for n, a in arrays.items() if _BY_NAME[n].dtype == "int64"]
-    floats = [(n, a.tolist()) for n, a in arrays.items() if _BY_NAME[n].dtype == "float32"]
-    feature, int_list, float_list = tf.train.Feature, tf.train.Int64List, tf.train.FloatList
+    records = encode_examples(arrays, {n: _BY_NAME[n].dtype for n in arrays})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
-            for i in range(len(df)):
-                feats = {n: feature(int64_list=int_list(value=v[i])) for n, v in ints}
-                feats.update({n: feature(float_list=float_list(value=v[i])) for n, v in floats})
-                writer.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+            for record in records:
+                writer.write(record)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
