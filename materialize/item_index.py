@@ -5,11 +5,15 @@ monotone function of the cosine the model was trained on (cos = 1 - d^2 / 2) and
 return is exactly the model's cosine. ``search_k`` (how many nodes a query inspects) is the
 recall/speed knob; its default (n_trees * k) gives poor recall at small k, so the full update
 measures recall against exact search and records the value it chose in the manifest.
+
+This module is one flat index; a catalogue split into shards (``index.shards``) is a directory
+of such indexes, built by ``shard_build`` and read as one by ``sharded_index``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,6 +23,8 @@ import numpy as np
 from annoy import AnnoyIndex
 
 INDEX_FILE, IDS_FILE, META_FILE = "items.ann", "item_ids.npy", "index.json"
+VECTORS_FILE = "vectors.npy"  # the item vectors beside the index: exact search and re-tuning
+EXACT_CHUNK = 64  # queries scored at once by exact search (bounds the score matrix)
 
 
 @dataclass
@@ -39,10 +45,12 @@ def build(
     search_k: int = -1,
     seed: int = 0,
     log: Callable[[str], None] = lambda _m: None,
+    n_jobs: int = -1,
 ) -> IndexMeta:
     """Write an Annoy index of ``vectors`` (rows = items) into ``out_dir``.
 
     Items are added once, before ``build()`` (adding after a build can crash ``save``).
+    ``n_jobs``: threads building trees (-1 = all cores; a shard task uses its worker's threads).
     """
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
@@ -58,7 +66,7 @@ def build(
         if (row + 1) % step == 0:
             log(f"index: added {row + 1:,}/{n:,} items")
     log(f"index: building {n_trees} trees over {n:,} x {dim}")
-    index.build(n_trees, n_jobs=-1)
+    index.build(n_trees, n_jobs=n_jobs)
     index.save(str(out_dir / INDEX_FILE))
     index.unload()
     np.save(out_dir / IDS_FILE, np.asarray(item_ids, dtype=np.int64))
@@ -80,14 +88,24 @@ def load_meta(directory: Path) -> dict:
 
 
 def set_search_k(directory: Path, search_k: int, trials: list[dict]) -> None:
-    """Record the measured ``search_k`` (and the measurements that chose it) with the index."""
+    """Record the measured ``search_k`` (and the measurements that chose it) with the index.
+
+    A sharded index (``shards`` in its meta) gets it in every shard's meta too: it is per shard.
+    """
+    directory = Path(directory)
     meta = load_meta(directory)
     meta.update(search_k=search_k, tuned_recall=trials[-1]["recall"], tuning=trials)
-    (Path(directory) / META_FILE).write_text(json.dumps(meta, indent=2))
+    for shard in meta.get("shards", []):
+        sub = load_meta(directory / shard["name"])
+        sub["search_k"] = search_k
+        (directory / shard["name"] / META_FILE).write_text(json.dumps(sub, indent=2))
+    (directory / META_FILE).write_text(json.dumps(meta, indent=2))
 
 
 class ItemIndex:
     """A read-only, memory-mapped index. Safe to share between threads."""
+
+    shard_count = 1
 
     def __init__(self, directory: Path):
         self.directory = Path(directory)
@@ -100,54 +118,82 @@ class ItemIndex:
     def search_k_for(self, k: int) -> int:
         return self.meta.search_k if self.meta.search_k > 0 else -1
 
+    def files(self) -> list[Path]:
+        return [self.directory / INDEX_FILE]
+
+    def nearest(self, vector: np.ndarray, k: int, search_k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` (item_ids, Annoy angular distances), nearest first (ties: lower row first)."""
+        rows, dist = self._index.get_nns_by_vector(vector, k, search_k=search_k, include_distances=True)
+        return np.asarray(self.item_ids[rows]), np.asarray(dist, dtype=np.float32)
+
     def query(self, vector: np.ndarray, k: int, search_k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` (item_ids, cosine scores), best first."""
-        sk = self.search_k_for(k) if search_k is None else search_k
-        rows, dist = self._index.get_nns_by_vector(vector, k, search_k=sk, include_distances=True)
-        dist = np.asarray(dist, dtype=np.float32)
-        return np.asarray(self.item_ids[rows]), 1.0 - dist * dist / 2.0
+        ids, dist = self.nearest(vector, k, self.search_k_for(k) if search_k is None else search_k)
+        return ids, cosine(dist)
 
     def unload(self) -> None:
         self._index.unload()
 
 
+def cosine(dist: np.ndarray) -> np.ndarray:
+    """Annoy's angular distance between unit vectors -> their cosine (d^2 = 2 - 2 cos)."""
+    return 1.0 - dist * dist / 2.0
+
+
 def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the exact top-``k`` by inner product (brute force, numpy), best first."""
-    scores = queries @ vectors.T
-    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-    return np.take_along_axis(top, order, axis=1)
+    """Rows of the exact top-``k`` by inner product (brute force, numpy), best first.
+
+    Queries are scored ``EXACT_CHUNK`` at a time so a large catalogue needs no
+    queries x items matrix.
+    """
+    queries = np.atleast_2d(queries)
+    out = []
+    for start in range(0, len(queries), EXACT_CHUNK):
+        scores = queries[start : start + EXACT_CHUNK] @ vectors.T
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        out.append(np.take_along_axis(top, order, axis=1))
+    return np.concatenate(out) if out else np.empty((0, k), dtype=np.int64)
 
 
 def recall_against_exact(
-    index: ItemIndex, vectors: np.ndarray, queries: np.ndarray, k: int, search_k: int
+    index, vectors: np.ndarray, queries: np.ndarray, k: int, search_k: int | None, item_ids: np.ndarray | None = None
 ) -> tuple[float, float]:
-    """(recall@k of the index vs exact search, mean seconds per query)."""
-    truth = exact_topk(vectors, queries, k)
-    row_of = {int(i): r for r, i in enumerate(index.item_ids)}
-    hits = 0
+    """(recall@k of the index vs exact search, mean seconds per query).
+
+    ``item_ids``: the item of each row of ``vectors`` (default: the index's own row order, which
+    is what a flat index built from ``vectors`` has; a sharded index needs them given).
+    """
+    ids = np.asarray(index.item_ids if item_ids is None else item_ids)
+    truth = ids[exact_topk(vectors, queries, k)]
     started = time.perf_counter()
     results = [index.query(q, k, search_k)[0] for q in queries]
     per_query = (time.perf_counter() - started) / len(queries)
-    for got, want in zip(results, truth):
-        hits += len({row_of[int(i)] for i in got} & set(want.tolist()))
+    hits = sum(len(set(got.tolist()) & set(want.tolist())) for got, want in zip(results, truth))
     return hits / truth.size, per_query
 
 
 def choose_search_k(
-    index: ItemIndex,
+    index,
     vectors: np.ndarray,
     queries: np.ndarray,
     k: int,
     target_recall: float,
     factors: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100),
+    item_ids: np.ndarray | None = None,
 ) -> tuple[int, list[dict]]:
-    """The smallest ``search_k = n_trees * k * factor`` reaching ``target_recall`` (measured)."""
+    """The smallest ``search_k = n_trees * k * factor`` reaching ``target_recall`` (measured).
+
+    On an index of S shards ``search_k`` is per shard and the candidates are divided by S (but
+    never below k, the most one shard may have to return): every candidate then inspects about
+    as many nodes in total as the flat index at the same factor.
+    """
+    shards = getattr(index, "shard_count", 1)
     trials = []
     for factor in factors:
-        sk = index.meta.n_trees * k * factor
-        recall, secs = recall_against_exact(index, vectors, queries, k, sk)
-        trials.append({"search_k": sk, "recall": recall, "seconds_per_query": secs})
+        sk = max(k, math.ceil(index.meta.n_trees * k * factor / shards))
+        recall, secs = recall_against_exact(index, vectors, queries, k, sk, item_ids)
+        trials.append({"search_k": sk, "search_k_total": sk * shards, "recall": recall, "seconds_per_query": secs})
         if recall >= target_recall:
             return sk, trials
     return trials[-1]["search_k"], trials

@@ -32,7 +32,7 @@ SERVED_ARTIFACTS = ("user_tower", "index", "popular_items")
 class LoadedGeneration:
     manifest: gens.Manifest
     tower: object  # tfrs_models.numpy_tower.NumpyUserTower
-    index: object  # materialize.item_index.ItemIndex
+    index: object  # materialize.item_index.ItemIndex, or sharded_index.ShardedIndex (same API)
     popular_ids: np.ndarray  # int64, most clicked first
     popular_scores: np.ndarray  # float32, share of the day's clicks
     loaded_at: float = field(default_factory=time.time)
@@ -104,7 +104,7 @@ def _warm(path: Path, block: int = 8 << 20) -> None:
 
 def load(ws: Workspace, manifest: gens.Manifest, verify: bool = True, warm: bool = True) -> LoadedGeneration:
     """Load a published generation; raises UserError naming the artifact that is wrong."""
-    from materialize.item_index import INDEX_FILE, ItemIndex
+    from materialize.sharded_index import open_index
     from tfrs_models.numpy_tower import NumpyUserTower  # the numpy fast path: no TF in the server
 
     started = time.perf_counter()
@@ -118,10 +118,10 @@ def load(ws: Workspace, manifest: gens.Manifest, verify: bool = True, warm: bool
         if verify and name in manifest.checksums and gens.checksum(path) != manifest.checksums[name]:
             raise UserError(f"generation {manifest.id}: artifact {name!r} does not match its checksum")
     tower = NumpyUserTower.load(root / manifest.paths["user_tower"])
-    index_dir = root / manifest.paths["index"]
+    index = open_index(root / manifest.paths["index"])  # flat or sharded (index.shards)
     if warm:
-        _warm(index_dir / INDEX_FILE)
-    index = ItemIndex(index_dir)
+        for path in index.files():
+            _warm(path)
     if index.meta.dim != tower.output_dim:
         raise UserError(f"generation {manifest.id}: index dim {index.meta.dim} != user tower output {tower.output_dim}")
     popular = pd.read_parquet(root / manifest.paths["popular_items"], columns=["item_id", "clicks"])

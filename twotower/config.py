@@ -33,6 +33,14 @@ class OnlineStoreSettings(_Section):
     redis_port: int = Field(6379, ge=1, le=65535)
     # Secrets come from the environment (TWOTOWER_ONLINE_STORE__REDIS_PASSWORD); never logged.
     redis_password: SecretStr | None = None
+    # A dead or hung store must not hang a request: every call to it is bounded (serving then
+    # answers with the generation's popular items and says why, see serving/online_health.py).
+    timeout_s: float = Field(
+        1.0, gt=0, le=60,
+        description="longest wait for one online-store call: Redis socket read/write timeout; "
+        "SQLite: how long serving's reads wait for a lock",
+    )  # fmt: skip
+    connect_timeout_s: float = Field(0.5, gt=0, le=60, description="Redis: longest wait to open a connection")
 
 
 class DaskSettings(_Section):
@@ -112,7 +120,12 @@ class ModelSettings(_Section):
 class ServingSettings(_Section):
     """Online recall (serving/): ``twotower serve`` and ``twotower recall``."""
 
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="interface `twotower serve` binds; non-loopback needs allow_public_bind")
+    allow_public_bind: bool = Field(
+        False,
+        description="let serving.host be a non-loopback address: the API has no authentication or TLS, so exposing "
+        "it beyond this machine must be a deliberate choice (behind a proxy or inside a trusted network)",
+    )
     port: int = Field(8000, ge=1, le=65535)
     default_k: int = Field(100, ge=1)
     max_k: int = Field(1000, ge=1)
@@ -128,7 +141,17 @@ class ServingSettings(_Section):
     verify_checksums: bool = Field(True, description="check the served artifacts' checksums before loading a generation")
     warm_index: bool = Field(True, description="read the index file once on load so first queries hit the page cache")
     max_body_bytes: int = Field(65_536, ge=256, description="larger request bodies get HTTP 413")
+    max_url_bytes: int = Field(2_048, ge=64, description="longer request targets (path + query) get HTTP 414")
+    max_header_bytes: int = Field(8_192, ge=512, description="larger request headers (all of them) get HTTP 431")
+    max_concurrency: int = Field(
+        1_024, ge=1, description="connections + requests in flight per worker; above it new ones get HTTP 503"
+    )
     workers: int = Field(1, ge=1, description="uvicorn worker processes of `twotower serve`")
+    online_retry_s: float = Field(
+        1.0, ge=0,
+        description="after a failed online-store read, requests are answered degraded (popular items) "
+        "without trying the store for this long; then one request (or /health) tries again",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _k_within_cap(self) -> "ServingSettings":
@@ -151,11 +174,28 @@ class FullUpdateSettings(_Section):
 
 
 class IndexSettings(_Section):
-    """Annoy item index. ``search_k`` is not configured: each build measures it (manifest)."""
+    """Annoy item index. ``search_k`` is not configured: each build measures it (manifest).
+
+    With several shards ``search_k`` is per shard (every shard inspects that many nodes).
+    """
 
     n_trees: int = Field(50, ge=1)
     target_recall: float = Field(0.95, gt=0, le=1, description="search_k is tuned until recall@100 vs exact reaches this")
     tuning_queries: int = Field(300, ge=10, description="held-out user vectors used to tune search_k")
+    shards: int = Field(
+        1, ge=1, le=1024,
+        description="Annoy shards the item vectors are split into (by a hash of item_id, so an item stays "
+        "in its shard day to day while the count is unchanged); each shard is built as its own Dask task "
+        "and queries merge the shards' top-k. 1 = one index file (the flat layout). With "
+        "index.max_shard_mib set this is the minimum: more shards are used until every shard fits",
+    )  # fmt: skip
+    max_shard_mib: float | None = Field(
+        None, gt=0,
+        description="memory bound per shard in MiB: the estimated Annoy file size of every shard (what its "
+        "builder holds in RAM and a server maps) must fit, so the shard count is raised until it does; the "
+        "built file sizes are checked against it (UserError if one is over) and recorded in the manifest. "
+        "None = no bound",
+    )  # fmt: skip
 
 
 class IngestSettings(_Section):

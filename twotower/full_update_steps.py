@@ -99,6 +99,8 @@ def train(settings: Settings, ws: Workspace, work: DayWork, prepared, served, lo
 def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask, log: Log) -> None:
     from materialize import item_index
     from materialize.item_vectors import export_item_vectors
+    from materialize.shard_build import build_index
+    from materialize.sharded_index import open_index
     from tfrs_models.checkpoint import load_model
     from tfrs_models.export import export_user_tower, user_id_embedding_table, user_vectors
 
@@ -122,18 +124,22 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask, log
     holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
     queries = user_vectors(model, holdout.head(settings.index.tuning_queries))
     with staged_dir(work.index) as stage:
-        item_index.build(ids, vectors, stage, settings.index.n_trees, log=log)
-        np.save(stage / "vectors.npy", vectors)  # exact search and re-tuning use these
-        index = item_index.ItemIndex(stage)
+        # index.shards / index.max_shard_mib: one flat file, or shards built as Dask tasks
+        build_index(ids, vectors, stage, settings.index, dask.get, log=log)
+        index = open_index(stage)
         k = min(100, len(ids))
-        search_k, trials = item_index.choose_search_k(index, vectors, queries, k, settings.index.target_recall)
+        search_k, trials = item_index.choose_search_k(
+            index, vectors, queries, k, settings.index.target_recall, item_ids=ids
+        )
         index.unload()
         item_index.set_search_k(stage, search_k, trials)
-    log(f"export: index search_k={search_k} (recall@{k} vs exact {trials[-1]['recall']:.3f})")
+    scope = " per shard" if index.shard_count > 1 else ""
+    log(f"export: index search_k={search_k}{scope} (recall@{k} vs exact {trials[-1]['recall']:.3f})")
 
 
 def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served, log: Log) -> None:
-    from materialize.item_index import IDS_FILE, load_meta
+    from materialize.item_index import load_meta
+    from materialize.sharded_index import load_vectors
     from tfrs_models.checkpoint import load_model
     from tfrs_models.evaluate import recall_at_k
     from tfrs_models.export import item_vectors, user_vectors
@@ -142,7 +148,7 @@ def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served,
     holdout = holdout.sample(min(len(holdout), settings.full_update.eval_queries), random_state=0)
     positives = holdout["item_id"].to_numpy(np.int64)
     model = load_model(work.checkpoint, settings.model)
-    ids, vectors = np.load(work.index / IDS_FILE), np.load(work.index / "vectors.npy")
+    ids, vectors = load_vectors(work.index)  # either layout, sorted by item ID
     metrics = {f"recall@{k}": v for k, v in recall_at_k(user_vectors(model, holdout), positives, ids, vectors).items()}
     meta = load_meta(work.index)
     metrics["ann_recall@100_vs_exact"] = meta.get("tuned_recall", float("nan"))
@@ -173,6 +179,7 @@ def unflipped(ws: Workspace, day: date, served) -> gens.Manifest | None:
 
 def publish(settings: Settings, ws: Workspace, work: DayWork, served, log: Log) -> str:
     from materialize.item_index import load_meta
+    from materialize.sharded_index import manifest_summary
     from materialize.user_embeddings import materialize_generation, write_offline
     from tfrs_models.checkpoint import load_model
 
@@ -202,7 +209,7 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served, log: Log) 
         dims={"output": settings.model.output_dim, "id_embedding": settings.model.id_embedding_dim},
         vocab={"users": len(model.user_vocab), "items": len(model.item_vocab)},
         metrics={**metrics, "train_loss": training["mean_loss"], "train_examples": float(training["examples"])},
-        index={k: index_meta[k] for k in ("n_trees", "search_k", "items", "size_bytes", "build_seconds")},
+        index=manifest_summary(index_meta),
     )  # fmt: skip
     gens.write_manifest(work.root, manifest)
     ws.generations_dir.mkdir(parents=True, exist_ok=True)

@@ -34,7 +34,7 @@ class Manifest(BaseModel):
     dims: dict[str, int] = Field(default_factory=dict)
     vocab: dict[str, int] = Field(default_factory=dict)
     metrics: dict[str, float] = Field(default_factory=dict)
-    index: dict[str, int | float | str] = Field(default_factory=dict)
+    index: dict[str, int | float | str | list[int]] = Field(default_factory=dict, description="index summary; per-shard lists")
     checksums: dict[str, str] = Field(default_factory=dict)
 
 
