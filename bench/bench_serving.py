@@ -333,7 +333,7 @@ def main() -> None:
             "item_noise": args.item_noise, "user_noise": args.user_noise, "hard_query_noise": args.hard_noise,
             "online_store": "feast sqlite", "n_trees": world["n_trees"], "search_k": world["search_k"],
             "grid_search_k": world["grid_search_k"], "search_k_trials": world["trials"],
-            "refined_search_k_trials": world["refined_trials"], "index_mib": round(world["index_bytes"] / 2**20, 1),
+            "index_mib": round(world["index_bytes"] / 2**20, 1),
             "setup_seconds": round(setup_seconds, 1), "reused_world": bool(world.get("reused")),
             "setup_breakdown_seconds": {k: round(v, 1) for k, v in world["timings"].items()},
         },  # fmt: skip

@@ -147,14 +147,17 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
         queries = tower_vectors(tower, user_emb[tune_users], rng)
         t = time.perf_counter()
         index = item_index.ItemIndex(stage / "index")
-        grid_k, trials = item_index.choose_search_k(index, vectors, queries, 100, settings.index.target_recall)
-        lo = trials[-2]["search_k"] if len(trials) > 1 else 0
-        search_k, refined = refine_search_k(index, vectors, queries, lo, grid_k, settings.index.target_recall + refine_margin)
+        # The platform's own tuning (coarse grid, then bisection), a little above the target so
+        # the benchmark's fresh queries land on it too.
+        search_k, trials = item_index.choose_search_k(
+            index, vectors, queries, 100, settings.index.target_recall + refine_margin
+        )
         index.unload()
-        item_index.set_search_k(stage / "index", search_k, trials + refined)
+        item_index.set_search_k(stage / "index", search_k, trials)
         timings["search_k_tuning"] = time.perf_counter() - t
-        log(f"index: n_trees={n_trees}, grid search_k={grid_k} {[(x['search_k'], round(x['recall'], 3)) for x in trials]}, "
-            f"refined {search_k} {[(x['search_k'], round(x['recall'], 3)) for x in refined]}")
+        grid_k = _grid_search_k(trials, n_trees, search_k)
+        log(f"index: n_trees={n_trees}, search_k={search_k} (coarse grid: {grid_k}) "
+            f"{[(x['search_k'], round(x['recall'], 3)) for x in trials]}")
         clicks = rng.zipf(1.3, 1000).astype(np.int64)
         pd.DataFrame({"item_id": rng.choice(item_ids, 1000, replace=False), "clicks": clicks}).to_parquet(
             stage / "popular_items.parquet", index=False
@@ -172,7 +175,7 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
     gens.flip(ws, GENERATION)
     return {
         "vectors": vectors, "user_emb": user_emb, "centers": centers, "tower": tower, "search_k": search_k,
-        "grid_search_k": grid_k, "trials": trials, "refined_trials": refined, "n_trees": n_trees, "index_bytes": meta.size_bytes, "timings": timings,
+        "grid_search_k": grid_k, "trials": trials, "n_trees": n_trees, "index_bytes": meta.size_bytes, "timings": timings,
     }  # fmt: skip
 
 
@@ -189,38 +192,15 @@ def _reused(ws: Workspace, vectors, user_emb, centers, timings: dict, log) -> di
     return {
         "vectors": vectors, "user_emb": user_emb, "centers": centers,
         "tower": NumpyUserTower.load(root / manifest.paths["user_tower"]), "search_k": meta["search_k"],
-        "grid_search_k": max((t["search_k"] for t in tuning if not t.get("refined")), default=meta["search_k"]),
-        "trials": [t for t in tuning if not t.get("refined")], "refined_trials": [t for t in tuning if t.get("refined")],
+        "grid_search_k": _grid_search_k(tuning, meta["n_trees"], meta["search_k"]), "trials": tuning,
         "n_trees": meta["n_trees"], "index_bytes": meta["size_bytes"], "timings": timings, "reused": True,
     }  # fmt: skip
 
 
-def refine_search_k(index, vectors: np.ndarray, queries: np.ndarray, lo: int, hi: int, target: float,
-                    k: int = 100, step: int = 250) -> tuple[int, list[dict]]:  # fmt: skip
-    """Bisect search_k in (lo, hi] for the smallest value reaching ``target`` recall@k.
-
-    ``choose_search_k`` steps through n_trees * k * (1, 2, 5, ...): at 50 trees and k=100 that
-    is 5,000 -> 10,000, and the first value past the target can cost ~40 % more query time
-    than needed. The exact top-k is computed once here and reused for every probe.
-    """
-    from materialize.item_index import exact_topk
-
-    truth = np.concatenate([exact_topk(vectors, queries[s : s + 50], k) for s in range(0, len(queries), 50)])
-    wanted = [set(t.tolist()) for t in truth]
-
-    def recall(sk: int) -> float:
-        hits = sum(len(set(index._index.get_nns_by_vector(q, k, search_k=sk)) & w) for q, w in zip(queries, wanted))
-        return hits / truth.size
-
-    trials = []
-    while hi - lo > step:
-        mid = lo + max(step, (hi - lo) // 2 // step * step)
-        if mid >= hi:
-            break
-        r = recall(mid)
-        trials.append({"search_k": mid, "recall": r, "refined": True})
-        lo, hi = (lo, mid) if r >= target else (mid, hi)
-    return hi, trials
+def _grid_search_k(trials: list[dict], n_trees: int, chosen: int, k: int = 100) -> int:
+    """The coarse-grid value (n_trees * k * factor) the bisection started from."""
+    grid = [t["search_k"] for t in trials if t["search_k"] % (n_trees * k) == 0 and t["search_k"] >= chosen]
+    return min(grid, default=chosen)
 
 
 def tower_vectors(tower, id_embeddings: np.ndarray, rng, hour: int = 12) -> np.ndarray:

@@ -2,7 +2,8 @@
 
 A LocalCluster of worker *processes* by default (``spawn``: TensorFlow deadlocks in forked
 children), or an existing scheduler when ``dask.scheduler_address`` is configured. Workers and
-scheduler bind to loopback; no dashboard is started.
+scheduler bind to loopback; no dashboard is started (the scheduler's health/metrics HTTP
+server listens on a random loopback port).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def dask_client(settings: DaskSettings) -> Iterator[Client]:
         memory_limit=settings.memory_limit,
         host="127.0.0.1",
         dashboard_address=None,
+        # The scheduler's small HTTP server (health/metrics) starts even without a dashboard:
+        # a random loopback port, so parallel clusters do not fight over 8787.
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         silence_logs=logging.WARNING,
     )
     client = Client(cluster, set_as_default=False)
