@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
@@ -32,12 +32,16 @@ class RecallResponse(BaseModel):
     generation: str = Field(description="the generation whose user tower, embeddings and index served this")
     channel: str
     path: Literal[PATHS] = Field(description="embedding | oov_profile (no embedding of this generation) | popular (no profile)")  # type: ignore[valid-type]
+    degraded: str | None = Field(
+        None, description="present only when the online store could not be read: why (path is then popular)"
+    )
     items: list[Item]
 
 
 class BatchResponse(BaseModel):
     generation: str
     channel: str
+    degraded: str | None = Field(None, description="present only when the online store could not be read: why")
     results: list[RecallResponse]
 
 
@@ -57,6 +61,39 @@ def batch_request_model(max_batch: int, max_k: int, default_k: int) -> type[Base
     return RecallBatchRequest
 
 
+def known_query(*names: str):
+    """Route dependency: a query parameter the route does not take is a 422 naming it.
+
+    As with the POST body's unknown fields: ``?generation=...`` or ``?file=...`` must not look
+    as if it did something (no endpoint takes a generation or a path; see test_security.py).
+    """
+    allowed = frozenset(names)
+    takes = ", ".join(sorted(allowed)) or "no query parameters"
+
+    async def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params.keys()) - allowed)
+        if unknown:
+            raise RequestValidationError(
+                [{"type": "extra_forbidden", "loc": ("query", name), "msg": f"unknown query parameter (this route takes {takes})"}
+                 for name in unknown]  # fmt: skip
+            )
+
+    return Depends(check)
+
+
+# Size limits that come from the configuration: the 422 names the setting to change.
+_LIMIT_SETTINGS = {
+    ("body.user_ids", "too_long"): "serving.max_batch",
+    ("body.k", "less_than_equal"): "serving.max_k",
+    ("query.k", "less_than_equal"): "serving.max_k",
+}
+
+
+def _with_setting(error: dict) -> str:
+    setting = _LIMIT_SETTINGS.get((_field(error["loc"]), error["type"]))
+    return f"{error['msg']} ({setting})" if setting else error["msg"]
+
+
 def _field(loc) -> str:
     return ".".join(str(p) for p in loc) or "request"
 
@@ -71,7 +108,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
         # FastAPI hands a body without a JSON content type to the model as bytes; say what is wrong.
         message = f"body: expected JSON with content-type application/json, got content-type {content_type or 'none'!r}"
         return JSONResponse({"error": message, "detail": []}, status_code=415)
-    detail = [{"field": _field(e["loc"]), "message": e["msg"], "type": e["type"]} for e in errors]
+    detail = [{"field": _field(e["loc"]), "message": _with_setting(e), "type": e["type"]} for e in errors]
     message = "; ".join(f"{d['field']}: {d['message']}" for d in detail)
     return JSONResponse({"error": message, "detail": detail}, status_code=422)
 

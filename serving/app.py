@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from serving import api
+from serving import api, http_limits
 from serving.guard import Guard
 from serving.metrics import ServingMetrics
 from serving.retriever import Retriever
@@ -45,6 +45,7 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
     metrics = ServingMetrics(
         lambda: state["retriever"].current if state["retriever"] is not None else None,
         freshness=ws.stream_dir / "freshness.json",
+        online=lambda: state["retriever"].online_health if state["retriever"] is not None else None,
     )
 
     @asynccontextmanager
@@ -77,7 +78,9 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
     app.add_exception_handler(RequestValidationError, api.validation_error)
     app.add_exception_handler(HTTPException, api.http_error)
     app.add_exception_handler(Exception, api.internal_error)
-    app.add_middleware(Guard, max_body_bytes=s.max_body_bytes, metrics=metrics)
+    app.add_middleware(Guard, max_body_bytes=s.max_body_bytes, metrics=metrics,
+                       max_url_bytes=s.max_url_bytes, max_header_bytes=s.max_header_bytes)  # fmt: skip
+    http_limits.configure(s.max_url_bytes, s.max_header_bytes)  # the server's own head bound (run.py)
     app.state.metrics = metrics
     app.state.serving = state
 
@@ -92,28 +95,35 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
         metrics.observe_batch(result)
         return _json(result.recalls[0].to_json())
 
-    @app.get("/recall/{user_id}", response_model=api.RecallResponse, responses=errors)
+    @app.get("/recall/{user_id}", response_model=api.RecallResponse, responses=errors, dependencies=[api.known_query("k")])
     async def recall_path(user_id: PathId, k: K = s.default_k):
         """Top-k items of one user (this channel's candidates)."""
         return one(user_id, k)
 
-    @app.get("/recall", response_model=api.RecallResponse, responses=errors)
+    @app.get("/recall", response_model=api.RecallResponse, responses=errors, dependencies=[api.known_query("user_id", "k")])
     async def recall_query(user_id: QueryId, k: K = s.default_k):
         """Same as ``/recall/{user_id}``, with the ID as a query parameter."""
         return one(user_id, k)
 
-    @app.post("/recall", response_model=api.BatchResponse, responses=errors)
+    @app.post("/recall", response_model=api.BatchResponse, responses=errors, dependencies=[api.known_query()])
     async def recall_batch(request: Annotated[Batch, Body()]):  # type: ignore[valid-type]
         """Top-k of up to ``serving.max_batch`` users: one online read, one tower forward, one generation."""
         result = state["retriever"].recall_batch(request.user_ids, request.k)
         metrics.observe_batch(result)
-        head = json.dumps({"generation": result.generation, "channel": s.channel})[:-1]
+        top = {"generation": result.generation, "channel": s.channel}
+        if result.degraded is not None:
+            top["degraded"] = result.degraded
+        head = json.dumps(top)[:-1]
         return _json(head + ',"results":[' + ",".join(r.to_json() for r in result.recalls) + "]}")
 
     @app.get("/health")
     async def health():
+        """``ok``, or ``degraded`` (HTTP 200 still: recalls are answered, from the popular items)
+        with the online store's error; see serving/online_health.py."""
         r = state["retriever"]
-        return {"status": "ok", "generation": r.current.id, "channel": s.channel}
+        online = r.check_online()
+        status = "ok" if online["ok"] else "degraded"
+        return {"status": status, "generation": r.current.id, "channel": s.channel, "online_store": online}
 
     @app.get("/generation")
     async def generation():

@@ -1,9 +1,12 @@
-"""ASGI middleware in front of the app: request body size limit + request metrics.
+"""ASGI middleware in front of the app: request size limits + request metrics.
 
 A plain ASGI middleware (not Starlette's BaseHTTPMiddleware, which costs a task and a memory
-stream per request). It rejects a body over the limit with 413 before it is read when the
-client declares its length, and while reading when it does not (chunked); and it records every
-request - including the 4xx answered before a handler runs - by route template and status.
+stream per request). It answers a request target longer than ``serving.max_url_bytes`` with
+414 and headers larger than ``serving.max_header_bytes`` with 431 (exact sizes, whatever the
+HTTP server; ``serving.http_limits`` stops an endless head before it is buffered), and a body
+over the limit with 413 before it is read when the client declares its length, and while
+reading when it does not (chunked). It records every request - including the 4xx answered
+before a handler runs - by route template and status.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from starlette.exceptions import HTTPException
 
 
 class Guard:
-    def __init__(self, app, max_body_bytes: int, metrics):
+    def __init__(self, app, max_body_bytes: int, metrics, max_url_bytes: int | None = None,
+                 max_header_bytes: int | None = None):  # fmt: skip
         self.app, self.max_body, self.metrics = app, max_body_bytes, metrics
+        self.max_url, self.max_header = max_url_bytes, max_header_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -31,7 +36,10 @@ class Guard:
 
         try:
             declared = _content_length(scope)
-            if declared is None:
+            head = self._head_problem(scope)
+            if head is not None:
+                await self._reply(send_tracked, *head)
+            elif declared is None:
                 await self._reply(send_tracked, 400, "header content-length: not a non-negative integer")
             elif declared > self.max_body:
                 await self._reply(send_tracked, 413, self._too_large(declared))
@@ -45,6 +53,17 @@ class Guard:
             label = getattr(route, "path", None) or "unmatched"
             self.metrics.requests.labels(label, scope.get("method", ""), str(status["code"])).inc()
             self.metrics.latency.labels(label).observe(time.perf_counter() - started)
+
+    def _head_problem(self, scope) -> tuple[int, str] | None:
+        if self.max_url is not None:
+            url = len(scope.get("raw_path") or scope["path"].encode()) + len(scope.get("query_string", b""))
+            if url > self.max_url:
+                return 414, f"url: {url} bytes exceed serving.max_url_bytes={self.max_url}"
+        if self.max_header is not None:
+            size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))  # "name: value\r\n"
+            if size > self.max_header:
+                return 431, f"headers: {size} bytes exceed serving.max_header_bytes={self.max_header}"
+        return None
 
     def _too_large(self, size: int) -> str:
         return f"body: {size} bytes exceed serving.max_body_bytes={self.max_body}"

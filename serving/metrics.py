@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from serving.recall import PATHS
 
@@ -68,13 +68,42 @@ class _FreshnessCollector:
             yield GaugeMetricFamily("twotower_incremental_lag_events", "Stream events not yet consumed", value=lag)
 
 
+class _OnlineStoreCollector:
+    """The online store as serving sees it (serving/online_health.py), read at scrape time:
+    ``twotower_online_store_up`` and ``twotower_online_store_failures_total`` (failed calls of
+    requests and /health probes alike)."""
+
+    def __init__(self, health: Callable[[], object | None]):
+        self.health = health
+
+    def collect(self):
+        health = self.health()
+        if health is None:
+            return
+        yield GaugeMetricFamily(
+            "twotower_online_store_up", "1 if the last online-store call succeeded, 0 while serving degraded",
+            value=1 if health.ok else 0,
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "twotower_online_store_failures", "Online-store calls that failed (timeout, refused, locked)",
+            value=health.failures,
+        )  # fmt: skip
+
+
 class ServingMetrics:
-    def __init__(self, current: Callable[[], object | None] = lambda: None, freshness: Path | None = None) -> None:
+    def __init__(
+        self,
+        current: Callable[[], object | None] = lambda: None,
+        freshness: Path | None = None,
+        online: Callable[[], object | None] = lambda: None,
+    ) -> None:
         """``current``: returns the served LoadedGeneration (read at each scrape);
-        ``freshness``: the incremental updater's freshness file, if any."""
+        ``freshness``: the incremental updater's freshness file, if any;
+        ``online``: returns the retriever's OnlineHealth (None before it exists)."""
         r = self.registry = CollectorRegistry()
         r.register(_GenerationCollector(current))
         r.register(_FreshnessCollector(freshness))
+        r.register(_OnlineStoreCollector(online))
         self.requests = Counter(
             "twotower_http_requests", "HTTP requests by route and status code", ["route", "method", "status"], registry=r
         )
@@ -92,6 +121,10 @@ class ServingMetrics:
             "twotower_recall_embedding_generation_mismatch",
             "Online ID embeddings ignored because another generation stamped them", registry=r,
         )  # fmt: skip
+        self.degraded = Counter(
+            "twotower_recall_degraded_users",
+            "Users answered with the popular items because the online store could not be read", registry=r,
+        )  # fmt: skip
         self.stage = Histogram(
             "twotower_recall_stage_seconds", "Time per recall batch in each stage", ["stage"],
             buckets=STAGE_BUCKETS, registry=r,
@@ -106,6 +139,8 @@ class ServingMetrics:
             self.users.labels(recall.path).inc()
         if result.mismatched:
             self.mismatched.inc(result.mismatched)
+        if getattr(result, "degraded", None):
+            self.degraded.inc(len(result.recalls))
         for stage, seconds in result.timings.items():
             self.stage.labels(stage).observe(seconds)
 

@@ -5,7 +5,9 @@ Paths (the response says which one served a user):
 * ``embedding``   - the user's own ID embedding of the loaded generation + profile.
 * ``oov_profile`` - no embedding of *this* generation (a new user, or a row stamped by another
   generation): the tower's OOV row for the ID + the profile (DESIGN invariant 8).
-* ``popular``     - no profile either: the generation's most clicked items.
+* ``popular``     - no profile either: the generation's most clicked items. Also every user's
+  path while the online store cannot be read; the result's ``degraded`` then says why
+  (serving/online_health.py).
 
 An embedding stamped by another generation is never fed to this generation's tower (it was
 trained against other dense weights), which is what keeps a request on one generation even
@@ -35,6 +37,7 @@ class Recall:
     generation: str
     channel: str
     path: str
+    degraded: str | None = None  # why the online store was not used (None: it was)
 
     def items(self) -> list[tuple[int, float]]:
         return list(zip(self.item_ids.tolist(), self.scores.tolist()))
@@ -43,15 +46,19 @@ class Recall:
         """``as_dict`` as JSON, ~3x faster than ``json.dumps`` of it (the per-request hot spot
         after the index query at k=100). Scores keep 7 significant digits (float32 precision)."""
         items = ",".join(['{"item_id":%d,"score":%.7g}' % p for p in zip(self.item_ids.tolist(), self.scores.tolist())])
-        return '{"user_id":%d,"generation":%s,"channel":%s,"path":"%s","items":[%s]}' % (
-            self.user_id, json.dumps(self.generation), json.dumps(self.channel), self.path, items
+        degraded = "" if self.degraded is None else ',"degraded":' + json.dumps(self.degraded)
+        return '{"user_id":%d,"generation":%s,"channel":%s,"path":"%s"%s,"items":[%s]}' % (
+            self.user_id, json.dumps(self.generation), json.dumps(self.channel), self.path, degraded, items
         )
 
     def as_dict(self) -> dict:
-        return {
-            "user_id": self.user_id, "generation": self.generation, "channel": self.channel,
-            "path": self.path, "items": [{"item_id": i, "score": s} for i, s in self.items()],
+        out = {
+            "user_id": self.user_id, "generation": self.generation, "channel": self.channel, "path": self.path,
         }  # fmt: skip
+        if self.degraded is not None:
+            out["degraded"] = self.degraded
+        out["items"] = [{"item_id": i, "score": s} for i, s in self.items()]
+        return out
 
 
 @dataclass

@@ -3,7 +3,9 @@
 ``Retriever`` owns the loaded generation and the online reader. A request leases the current
 generation once at its start and uses only it; ``swap`` replaces the reference in one
 assignment and retires the old generation, which is released when its last lease ends. The
-HTTP app, ``twotower recall`` and the benchmark all go through ``recall_batch``.
+HTTP app, ``twotower recall`` and the benchmark all go through ``recall_batch``. When the
+online store cannot be read the batch is answered from the generation's popular items, marked
+``degraded`` (serving/online_health.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from serving import generation as loaded
+from serving.online import OnlineRows, OnlineStoreError
+from serving.online_health import OnlineHealth
 from serving.recall import POPULAR, Recall, plan, user_vectors
 from twotower import generations as gens
 from twotower.config import Settings
@@ -28,6 +32,8 @@ class BatchResult:
     generation: str
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     mismatched: int = 0  # embeddings found but stamped by another generation
+    degraded: str | None = None  # why the online store was not used (every user took ``popular``)
+    store_failed: bool = False  # this batch's online read failed (not just skipped during an outage)
 
 
 class Retriever:
@@ -37,16 +43,18 @@ class Retriever:
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()
         self.swaps = 0
+        self.online_health = OnlineHealth(settings.serving.online_retry_s, settings.online_store.type)
 
     @classmethod
     def open(cls, settings: Settings, ws: Workspace, store=None) -> "Retriever":
         """Load the served generation and connect to the online store of the settings."""
-        from serving.online import reader
+        from serving.online import bound_waits, reader
         from twotower import feature_store
 
         s = settings.serving
         gen = loaded.load_current(ws, verify=s.verify_checksums, warm=s.warm_index)
         store = store if store is not None else feature_store.store(settings, ws)
+        bound_waits(store, settings.online_store.timeout_s)
         return cls(settings, ws, reader(store, s.feature_service, settings.model.max_tags, s.online_read), gen)
 
     # --- generation handling -----------------------------------------------------------------
@@ -108,9 +116,27 @@ class Retriever:
         with self.lease() as gen:
             return self._recall(gen, user_ids, k, hour)
 
+    def _read_online(self, user_ids: Sequence[int], slot: int) -> tuple[OnlineRows, str | None, bool]:
+        """(rows, why degraded or None, whether a read failed now); never raises for the store."""
+        health = self.online_health
+        if not health.should_try():
+            return OnlineRows.missing(user_ids, self.settings.model.max_tags), health.reason(), False
+        try:
+            rows = self.reader.read(user_ids, slot)
+        except OnlineStoreError as exc:
+            return OnlineRows.missing(user_ids, self.settings.model.max_tags), health.failed(str(exc)), True
+        health.succeeded()
+        return rows, None, False
+
+    def check_online(self) -> dict:
+        """Health of the online store for ``/health``: a one-key read unless a retry is not due."""
+        if self.online_health.should_try():
+            self._read_online([0], self._current.slot)
+        return self.online_health.describe()
+
     def _recall(self, gen: loaded.LoadedGeneration, user_ids: Sequence[int], k: int, hour: int) -> BatchResult:
         t0 = time.perf_counter()
-        online = self.reader.read(user_ids, gen.slot)
+        online, degraded, failed = self._read_online(user_ids, gen.slot)
         t1 = time.perf_counter()
         inputs = plan(online, gen.id, gen.tower)
         vectors = user_vectors(online, inputs, gen.tower, hour)
@@ -125,10 +151,10 @@ class Retriever:
             else:
                 ids, scores = gen.index.query(vectors[j], k)
                 j += 1
-            recalls.append(Recall(uid, ids, scores, gen.id, channel, path))
+            recalls.append(Recall(uid, ids, scores, gen.id, channel, path, degraded))
         t3 = time.perf_counter()
         timings = {"online": t1 - t0, "tower": t2 - t1, "index": t3 - t2}
-        return BatchResult(recalls, gen.id, timings, inputs.mismatched)
+        return BatchResult(recalls, gen.id, timings, inputs.mismatched, degraded, failed)
 
 
 def pinned(settings: Settings, ws: Workspace, generation_id: str, reader) -> Retriever:

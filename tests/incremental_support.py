@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from bench import local_servers
+from bench.local_servers import free_port  # noqa: F401  (tests import it from here)
 from twotower import generations as gens
 from twotower.config import Settings, load_settings
 from twotower.workspace import Workspace
@@ -83,35 +82,11 @@ def category_share(items: pd.DataFrame, item_ids) -> dict:
     return pd.Series([cat[i] for i in item_ids]).value_counts(normalize=True).to_dict()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def redis_server():
     """A throwaway redis-server on 127.0.0.1 and a free port (no persistence); yields the port."""
-    import redis
-
-    port = free_port()
-    proc = subprocess.Popen(
-        [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind", "127.0.0.1",
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
+    with local_servers.redis_server() as (port, _proc):
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def env_for(settings: Settings) -> dict[str, str]:

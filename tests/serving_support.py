@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from bench.local_servers import free_port  # noqa: F401  (tests import it from here)
 from twotower.config import Settings, load_settings
 from twotower.workspace import Workspace
 
@@ -59,12 +59,6 @@ def copy_world(ws: Workspace, target: Path) -> tuple[Settings, Workspace]:
     copy = Workspace(settings.workspace)
     feature_store.prepare(settings, copy)
     return settings, copy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:

@@ -133,3 +133,36 @@ def test_redis_is_selected_by_configuration(tmp_path, monkeypatch):
     assert "type: redis" in text and "127.0.0.1:6379" in text
     assert "s3cret" not in text, "secrets stay in the environment, never in files"
     assert "${TWOTOWER_ONLINE_STORE__REDIS_PASSWORD}" in text
+
+
+def test_registry_is_replaced_atomically(world_copy, monkeypatch):
+    """Both the rendered and the by-hand feature_store.yaml use the atomic registry store: a
+    write that dies half-way (here: fsync raises) leaves the previous registry whole."""
+    from feast import FeatureStore
+
+    from twotower.feast_registry import AtomicFileRegistryStore
+
+    settings, ws = world_copy
+    feature_store.apply(settings, ws)
+    store = feature_store.store(settings, ws)
+    registry_store = store.registry._registry_store
+    assert isinstance(registry_store, AtomicFileRegistryStore)
+    monkeypatch.setenv("TWOTOWER_WORKSPACE", str(ws.root))
+    by_hand = FeatureStore(repo_path=str(feature_store.FEATURE_REPO))
+    assert isinstance(by_hand.registry._registry_store, AtomicFileRegistryStore)
+
+    path = ws.feast_dir / "registry.db"
+    before = path.read_bytes()
+    proto = registry_store.get_registry_proto()
+
+    def dies(_fd):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr("twotower.feast_registry.os.fsync", dies)
+    with pytest.raises(OSError, match="disk gone"):
+        registry_store.update_registry_proto(proto)
+    assert path.read_bytes() == before
+    assert [p.name for p in ws.feast_dir.iterdir() if p.name.endswith(".tmp")] == []
+    monkeypatch.undo()
+    registry_store.update_registry_proto(proto)  # and a normal write replaces it
+    assert path.read_bytes() != before and len(store.list_feature_views()) >= 3

@@ -250,7 +250,10 @@ def test_metrics_move(served):
 
 def test_health_generation_and_openapi(served):
     _, ws, ids, client = served
-    assert client.get("/health").json() == {"status": "ok", "generation": ids[1], "channel": "two_tower"}
+    assert client.get("/health").json() == {
+        "status": "ok", "generation": ids[1], "channel": "two_tower",
+        "online_store": {"type": "sqlite", "ok": True, "failures": 0},
+    }  # fmt: skip
     info = client.get("/generation").json()
     assert info["id"] == info["published"] == ids[1] and info["embedding_slot"] in (0, 1)
     schema = client.get("/openapi.json").json()

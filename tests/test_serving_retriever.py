@@ -114,22 +114,15 @@ def test_watcher_swaps_on_flip_and_survives_a_broken_generation(private):
 
 def test_redis_online_store_serves_the_same_recall(world, tmp_path):
     """The same reader code over Feast's Redis online store (a real redis-server)."""
-    import shutil
-    import subprocess
     from datetime import datetime, time as dtime, timedelta, timezone
 
+    from bench.local_servers import redis_server
     from materialize.user_embeddings import materialize_generation
-    from serving_support import free_port
     from twotower.config import load_settings
 
     settings0, ws0, (_g1, g2) = world
     _, ws = copy_world(ws0, tmp_path / "ws")
-    port = free_port()
-    redis = subprocess.Popen(
-        [shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
+    with redis_server() as (port, _proc):
         settings = load_settings(workspace=ws.root, online_store={"type": "redis", "redis_port": port})
         feature_store.apply(settings, ws)
         manifest = gens.load(ws, g2)
@@ -152,9 +145,6 @@ def test_redis_online_store_serves_the_same_recall(world, tmp_path):
         assert sdk.read(users, manifest.embedding_slot).generations == [g2] * 6 + [None]
         on_redis.close()
         on_sqlite.close()
-    finally:
-        redis.terminate()
-        redis.wait(timeout=10)
 
 
 def test_fast_json_encoding_equals_the_dict(world):

@@ -373,6 +373,11 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _FileSource(settings_cls, workspace))
 
 
+# Secrets are read from the environment only: a config file is copied, shared and kept in the
+# workspace, the environment is not (tests/test_security.py).
+SECRETS = (("online_store", "redis_password"), ("stream", "redis_password"))
+
+
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the option."""
 
@@ -392,9 +397,17 @@ class _FileSource(PydanticBaseSettingsSource):
         if path is None:
             return {}
         try:
-            return tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from exc
+        for section, key in SECRETS:
+            if isinstance(data.get(section), dict) and key in data[section]:
+                env = f"TWOTOWER_{section.upper()}__{key.upper()}"
+                raise ConfigError(
+                    f"config file {path}: [{section}] {key} is a secret and is read only from the environment "
+                    f"({env}): remove it from the file"
+                )
+        return data
 
 
 def config_file_path(workspace: Path | str | None = None) -> Path | None:

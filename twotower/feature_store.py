@@ -29,7 +29,9 @@ REDIS_PASSWORD_ENV = "TWOTOWER_ONLINE_STORE__REDIS_PASSWORD"
 def render_yaml(settings: Settings, ws: Workspace) -> str:
     """The effective Feast config. Secrets stay as ``${VAR}`` (Feast expands them at load)."""
     if settings.online_store.type == "redis":
-        conn = f"{settings.online_store.redis_host}:{settings.online_store.redis_port}"
+        o = settings.online_store
+        # Bounded waits for every client of the store (redis-py waits forever by default).
+        conn = f"{o.redis_host}:{o.redis_port},socket_connect_timeout={o.connect_timeout_s},socket_timeout={o.timeout_s}"
         if settings.online_store.redis_password is not None:
             conn += ",password=${%s}" % REDIS_PASSWORD_ENV
         # Newest-wins is decided by our push path (generation first, then event time) and
@@ -41,7 +43,9 @@ def render_yaml(settings: Settings, ws: Workspace) -> str:
     config = {
         "project": settings.feast_project,
         "provider": "local",
-        "registry": str(ws.feast_dir / "registry.db"),
+        # A file registry written by temp file + rename (Feast's own rewrites it in place).
+        "registry": {"registry_type": "file", "path": str(ws.feast_dir / "registry.db"),
+                     "registry_store_type": "twotower.feast_registry.AtomicFileRegistryStore"},
         "online_store": online,
         "offline_store": {"type": "dask"},
         "entity_key_serialization_version": 3,
@@ -77,6 +81,7 @@ def apply(settings: Settings, ws: Workspace) -> str:
             f"no offline store in {ws.root}: run `twotower simulate` or `twotower ingest` first"
         )
     path = prepare(settings, ws)
+    adopt_copied_registry(ws)
     feast = Path(sys.executable).with_name("feast")
     proc = subprocess.run(
         [str(feast), "-f", str(path), "apply"],
@@ -88,6 +93,32 @@ def apply(settings: Settings, ws: Workspace) -> str:
     if proc.returncode != 0:
         raise UserError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
+
+
+def adopt_copied_registry(ws: Workspace) -> bool:
+    """Point the registry's SQLite tables at this workspace's online store; True if it changed.
+
+    Feast's registry records each SQLite table with the absolute path of its database. In a
+    copied or moved workspace those paths still name the *original's* database, and the next
+    ``feast apply`` tears down the tables it no longer declares there: it drops the original
+    workspace's online tables (measured: a copy's full update emptied the source's store, and
+    the copy's own materialize then failed with "no such table"). The database here is always
+    ``<workspace>/feast/online_store.db`` (``render_yaml``), so any other path is a copy's.
+    """
+    from feast.protos.feast.core.Registry_pb2 import Registry
+
+    path = ws.feast_dir / "registry.db"
+    if not path.exists():
+        return False
+    proto = Registry()
+    proto.ParseFromString(path.read_bytes())
+    mine = str(ws.feast_dir / "online_store.db")
+    moved = [o for o in proto.infra.infra_objects if o.HasField("sqlite_table") and o.sqlite_table.path != mine]
+    for obj in moved:
+        obj.sqlite_table.path = mine
+    if moved:
+        atomic_write_bytes(path, proto.SerializeToString())
+    return bool(moved)
 
 
 def store(settings: Settings, ws: Workspace):
