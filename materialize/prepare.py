@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -113,17 +114,20 @@ def prepare_day(
         raise UserError(f"no events for {day} in {ws.events_dir}")
 
     m = settings.model
+    started = time.perf_counter()
     users = pd.read_parquet(ws.users_path)
     items = pd.read_parquet(ws.items_path)
     events = dd.read_parquet(str(day_dir), columns=["event_id", "request_id", "user_id", "item_id", "event_type", "event_timestamp"])
     events = events[events["event_type"].isin(["click", "ranked_out"])]
 
-    clicked = events[events["event_type"] == "click"][["item_id", "event_type"]].compute()
+    clicked = client.compute(events[events["event_type"] == "click"][["item_id", "event_type"]]).result()
     frequencies = item_frequencies(clicked, items["item_id"].to_numpy())
     n_parts = max(1, min(max(settings.dask.partitions, events.npartitions), len(clicked) // 2_000 or 1))
-    log(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards")
+    log(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards (read + frequencies {time.perf_counter() - started:.1f}s)")
 
+    started = time.perf_counter()
     users_f, items_f, freq_f = (client.scatter(x, broadcast=True) for x in (users, items, frequencies))
+    log(f"prepare: users and items sent to the workers in {time.perf_counter() - started:.1f}s")
     by_request = events.shuffle(on="request_id", npartitions=n_parts)
     summary = pd.DataFrame({"shard": pd.Series(dtype=str), "examples": pd.Series(dtype="int64"),
                             "holdout": pd.Series(dtype="int64")})  # fmt: skip
@@ -132,9 +136,12 @@ def prepare_day(
             _prepare_partition, users_f, items_f, freq_f, day, m.max_tags, m.hard_negatives_per_example,
             settings.full_update.holdout_share, str(stage), seed, meta=summary,
         )  # fmt: skip
+        started = time.perf_counter()
         future = client.compute(written)
         progress(future, scheduler=client.scheduler.address)
         shards = future.result()
+        log(f"prepare: shuffle + examples + shards in {time.perf_counter() - started:.1f}s")
+        started = time.perf_counter()
         frequencies.to_parquet(stage / FREQUENCIES, index=False)
         parts = sorted((stage / HOLDOUT_PARTS).glob("part-*.parquet"))
         holdout = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else empty_examples()
@@ -152,6 +159,6 @@ def prepare_day(
         (stage / SUCCESS).write_text(json.dumps(asdict(result), indent=2))
     log(
         f"prepare: wrote {result.examples:,} training examples in {len(result.shards)} shards "
-        f"and {result.holdout_examples:,} held-out examples to {target}"
+        f"and {result.holdout_examples:,} held-out examples to {target} (held-out merge {time.perf_counter() - started:.1f}s)"
     )
     return result

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import yaml
 
+from twotower import dask_tokens  # noqa: F401  (fast Dask tokens for list columns, before any materialize)
 from twotower import schema
 from twotower.config import Settings
 from twotower.errors import UserError
