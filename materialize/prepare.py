@@ -126,7 +126,9 @@ def prepare_day(
     log(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards (read + frequencies {time.perf_counter() - started:.1f}s)")
 
     started = time.perf_counter()
-    users_f, items_f, freq_f = (client.scatter(x, broadcast=True) for x in (users, items, frequencies))
+    # hash=False: a random key instead of a token of the data - Dask tokenizes an object (list)
+    # column by pickling it until two pickles agree, which took 130 s for 1M items' tags.
+    users_f, items_f, freq_f = (client.scatter(x, broadcast=True, hash=False) for x in (users, items, frequencies))
     log(f"prepare: users and items sent to the workers in {time.perf_counter() - started:.1f}s")
     by_request = events.shuffle(on="request_id", npartitions=n_parts)
     summary = pd.DataFrame({"shard": pd.Series(dtype=str), "examples": pd.Series(dtype="int64"),

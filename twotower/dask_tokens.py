@@ -7,7 +7,8 @@ pickles agree: measured on the 10M-event publish, tokenizing 1M items' tags and 
 embeddings was most of the minutes `feast materialize` took. An object array whose elements
 are all numpy arrays has an exact, cheap identity - the elements' dtypes, lengths and bytes -
 so this registers that with Dask's own extension point (``normalize_token``) and leaves every
-other array to Dask's normaliser. Installed on import of ``twotower.feature_store``.
+other array to Dask's normaliser. Installed on import of ``twotower.feature_store`` and
+``materialize.cluster`` (every Dask job: ``from_pandas`` of the item table tokenizes it too).
 """
 
 from __future__ import annotations
