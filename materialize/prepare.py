@@ -21,6 +21,7 @@ starts over; a complete day is not prepared twice.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -70,9 +71,28 @@ def holdout_mask(request_ids: np.ndarray, share: float) -> np.ndarray:
     return (hashed % np.uint64(modulus)) == 0
 
 
+_TABLES: dict[tuple, pd.DataFrame] = {}  # (path, mtime, size) -> table, per worker process
+
+
+def _table(path: str) -> pd.DataFrame:
+    """The users or items table, read once per worker process (and again if the file changed).
+
+    Workers read it from the offline store themselves: shipping a frame with a list column
+    (1M items' tags) from the driver meant pickling a million small arrays per worker - 2 min
+    at 1M items - against ~1 s to read the parquet file.
+    """
+    st = os.stat(path)
+    key = (path, st.st_mtime_ns, st.st_size)
+    if key not in _TABLES:
+        if len(_TABLES) > 4:
+            _TABLES.clear()
+        _TABLES[key] = pd.read_parquet(path)
+    return _TABLES[key]
+
+
 def _prepare_partition(
-    events: pd.DataFrame, users, items, frequencies, day, max_tags, hard_negatives, holdout_share, directory, seed,
-    partition_info=None,
+    events: pd.DataFrame, users_path, items_path, frequencies, day, max_tags, hard_negatives, holdout_share,
+    directory, seed, partition_info=None,
 ) -> pd.DataFrame:
     """One partition of the day's requests -> one permuted TFRecord shard + its held-out rows.
 
@@ -80,6 +100,7 @@ def _prepare_partition(
     columns, ~500 bytes each) never travel between workers: only the narrow events are shuffled.
     """
     number = partition_info["number"] if partition_info else 0
+    users, items = _table(users_path), _table(items_path)
     examples = build_examples(
         events, users, items, max_tags=max_tags, hard_negatives=hard_negatives, day=day, frequencies=frequencies
     )
@@ -115,27 +136,24 @@ def prepare_day(
 
     m = settings.model
     started = time.perf_counter()
-    users = pd.read_parquet(ws.users_path)
-    items = pd.read_parquet(ws.items_path)
+    item_ids = pd.read_parquet(ws.items_path, columns=["item_id"])["item_id"].to_numpy()
     events = dd.read_parquet(str(day_dir), columns=["event_id", "request_id", "user_id", "item_id", "event_type", "event_timestamp"])
     events = events[events["event_type"].isin(["click", "ranked_out"])]
 
     clicked = client.compute(events[events["event_type"] == "click"][["item_id", "event_type"]]).result()
-    frequencies = item_frequencies(clicked, items["item_id"].to_numpy())
+    frequencies = item_frequencies(clicked, item_ids)
     n_parts = max(1, min(max(settings.dask.partitions, events.npartitions), len(clicked) // 2_000 or 1))
     log(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards (read + frequencies {time.perf_counter() - started:.1f}s)")
 
     started = time.perf_counter()
-    # hash=False: a random key instead of a token of the data - Dask tokenizes an object (list)
-    # column by pickling it until two pickles agree, which took 130 s for 1M items' tags.
-    users_f, items_f, freq_f = (client.scatter(x, broadcast=True, hash=False) for x in (users, items, frequencies))
-    log(f"prepare: users and items sent to the workers in {time.perf_counter() - started:.1f}s")
+    freq_f = client.scatter(frequencies, broadcast=True, hash=False)  # numeric columns only: cheap
+    log(f"prepare: item frequencies sent to the workers in {time.perf_counter() - started:.1f}s")
     by_request = events.shuffle(on="request_id", npartitions=n_parts)
     summary = pd.DataFrame({"shard": pd.Series(dtype=str), "examples": pd.Series(dtype="int64"),
                             "holdout": pd.Series(dtype="int64")})  # fmt: skip
     with staged_dir(target) as stage:
         written = by_request.map_partitions(
-            _prepare_partition, users_f, items_f, freq_f, day, m.max_tags, m.hard_negatives_per_example,
+            _prepare_partition, str(ws.users_path), str(ws.items_path), freq_f, day, m.max_tags, m.hard_negatives_per_example,
             settings.full_update.holdout_share, str(stage), seed, meta=summary,
         )  # fmt: skip
         started = time.perf_counter()
