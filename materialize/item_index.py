@@ -179,14 +179,15 @@ def choose_search_k(
     queries: np.ndarray,
     k: int,
     target_recall: float,
-    factors: tuple[int, ...] = (1, 2, 5, 10, 20, 50, 100),
+    factors: tuple[float, ...] = (0.25, 0.5, 1, 2, 5, 10, 20, 50, 100),
     item_ids: np.ndarray | None = None,
     refine_to: float = 0.1,
     tie_tolerance: float = 1e-4,
 ) -> tuple[int, list[dict]]:
     """The smallest measured ``search_k`` reaching ``target_recall``; the trials, chosen one last.
 
-    First a coarse grid ``n_trees * k * factor``, then a bisection between the last value that
+    First a coarse grid ``n_trees * k * factor`` (factors below 1 too: with many trees a
+    query needs fewer nodes than Annoy's default ``n_trees * k``), then a bisection between the last value that
     missed and the first that reached the target, until the bracket is within ``refine_to`` of
     it: the grid alone can overshoot by up to 2.5x (5,000 -> 10,000 at 50 trees, k=100), and
     query time grows with search_k. The exact top-k is computed once for every probe.
