@@ -21,11 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from bench import write_result
+from bench.follower import follower
 
 CORES = 2
 WORLD = dict(users=5_000, items=2_000, days=2, seed=0)
@@ -43,7 +40,6 @@ PROBE_EVERY = 0.5
 BATCH_SECONDS = 2.0
 TARGET_P95 = 10.0
 S = 1_000_000
-TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 
 
 def _pin_cores() -> None:
@@ -125,42 +121,10 @@ class Traffic:
         return out
 
 
-def latency(ws0, root: Path, rate: int) -> dict:
-    from twotower import generations as gens
-    from twotower.incremental.push import OnlineEmbeddings
-    from twotower.stream import open_stream
+def _probe(stream, online, traffic, probes, items, categories, rng, rate: int, slot: int):
+    """Live traffic at ``rate`` events/s plus a probe click every PROBE_EVERY seconds; returns
+    (latencies of the probes seen, probes never seen) once all are seen or time is up."""
     from twotower.stream.emit import user_click_events
-
-    settings, ws = copy(ws0, root)
-    g1 = gens.current(ws)
-    rng = np.random.default_rng(0)
-    table = pd.read_parquet(gens.directory(ws, g1.id) / "user_id_embedding.parquet")
-    probes = rng.permutation(table["user_id"].to_numpy(np.int64))[: int(DURATION / PROBE_EVERY) + 50]
-    items = pd.read_parquet(ws.items_path, columns=["item_id", "category", "event_timestamp"])
-    categories = items["category"].value_counts()
-    categories = categories[categories >= 5].index.to_numpy()
-    traffic = Traffic(pd.read_parquet(ws.events_day_dir(ws.days()[1])), probes)
-    stream = open_stream(settings, ws)
-    online = OnlineEmbeddings(settings, ws)
-
-    env = dict(os.environ, TWOTOWER_WORKSPACE=str(ws.root))
-    proc = subprocess.Popen(
-        [TWOTOWER, "incremental", "--follow", "--batch-seconds", str(BATCH_SECONDS)], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-    lines: list[str] = []
-    ready = threading.Event()
-
-    def drain_output() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            if "new chain of" in line:
-                ready.set()
-
-    threading.Thread(target=drain_output, daemon=True).start()
-    if not ready.wait(180):
-        proc.kill()
-        raise RuntimeError("updater did not start:\n" + "".join(lines[-30:]))
 
     pending: dict[int, int] = {}  # probe user -> click time (us)
     latencies: list[float] = []
@@ -188,17 +152,34 @@ def latency(ws0, root: Path, rate: int) -> dict:
             break
         if pending:
             users = np.fromiter(pending, dtype=np.int64)
-            rows = online.read(users, g1.embedding_slot)
+            rows = online.read(users, slot)
             seen = time.time()
             for u, stamp in zip(rows["user_id"].tolist(), rows["event_us"].tolist()):
                 if stamp // S >= pending[u] // S:
                     latencies.append(seen - pending.pop(u) / 1e6)
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    return latencies, pending
+
+
+def latency(ws0, root: Path, rate: int) -> dict:
+    from twotower import generations as gens
+    from twotower.incremental.push import OnlineEmbeddings
+    from twotower.stream import open_stream
+
+    settings, ws = copy(ws0, root)
+    g1 = gens.current(ws)
+    rng = np.random.default_rng(0)
+    table = pd.read_parquet(gens.directory(ws, g1.id) / "user_id_embedding.parquet")
+    probes = rng.permutation(table["user_id"].to_numpy(np.int64))[: int(DURATION / PROBE_EVERY) + 50]
+    items = pd.read_parquet(ws.items_path, columns=["item_id", "category", "event_timestamp"])
+    categories = items["category"].value_counts()
+    categories = categories[categories >= 5].index.to_numpy()
+    traffic = Traffic(pd.read_parquet(ws.events_day_dir(ws.days()[1])), probes)
+    stream = open_stream(settings, ws)
+    online = OnlineEmbeddings(settings, ws)
+
+    with follower(ws.root, "--batch-seconds", str(BATCH_SECONDS)) as lines:
+        latencies, pending = _probe(stream, online, traffic, probes, items, categories, rng, rate, g1.embedding_slot)
     fresh = json.loads((ws.stream_dir / "freshness.json").read_text())
     lat = np.array(latencies)
     out = {

@@ -166,3 +166,10 @@ def test_registry_is_replaced_atomically(world_copy, monkeypatch):
     monkeypatch.undo()
     registry_store.update_registry_proto(proto)  # and a normal write replaces it
     assert path.read_bytes() != before and len(store.list_feature_views()) >= 3
+
+
+def test_a_feature_repo_that_is_not_one_is_named(tmp_path):
+    settings = load_settings(workspace=tmp_path / "ws", feature_repo=tmp_path / "nowhere")
+    with pytest.raises(UserError, match=r"feature_repo \(TWOTOWER_FEATURE_REPO\): .*nowhere is not a Feast feature repo"):
+        feature_store.feature_repo(settings)
+    assert feature_store.feature_repo(load_settings(workspace=tmp_path / "ws")) == feature_store.FEATURE_REPO

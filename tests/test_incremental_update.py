@@ -81,12 +81,19 @@ def test_a_user_clicking_a_new_category_is_served_toward_it_after_one_publish(sh
     on_c = clicks_of_one_category(shared, tmp_path / "c", user, c, hour)
     on_d = clicks_of_one_category(shared, tmp_path / "d", user, d, hour)  # the control
 
-    # Served toward the clicked category: over both runs, the clicked categories' share of the
-    # top-50 goes up (per run it can dip by an item or two: top-50 shares are coarse) ...
-    assert on_c["share"].get(c, 0) + on_d["share"].get(d, 0) > before[c] + before[d], (before, on_c["share"], on_d["share"])
+    # Served toward the clicked category, and because of the clicks: in each run the clicked
+    # category's share of the top-50 rises and ends above its share in the control run (the same
+    # user clicking the other category); together the two runs bring in at least 5 of its items.
+    # (A tiny one-day world: g1 trained a few steps, so one category can respond weakly - the
+    # default-world measurement is `python -m bench new_interest`.)
+    gained = 0.0
+    for mine, control, cat in ((on_c, on_d, c), (on_d, on_c, d)):
+        after = mine["share"].get(cat, 0)
+        assert after > before[cat] and after > control["share"].get(cat, 0), (cat, before, mine["share"], control["share"])
+        gained += after - before[cat]
+    assert gained >= 0.1, (before, on_c["share"], on_d["share"])
     # ... and it is that category, not a drift that lifts everything: compared with clicking D,
-    # clicking C raises C's scores over D's. (Comparing the two runs' top-50 *shares* of C and
-    # D as well was too noisy: a few items either way decide it, and it failed ~1 run in 5.)
+    # clicking C raises C's scores over D's.
     margin = lambda run: run["scores"][c] - run["scores"][d]  # noqa: E731
     assert margin(on_c) > margin(on_d), (margin(on_c), margin(on_d))
 

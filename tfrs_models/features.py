@@ -52,7 +52,7 @@ class IdEmbedding(keras.layers.Layer):
     ID that appears between two full updates.
     """
 
-    def __init__(self, vocab: IdVocab, dim: int, oov_rate: float = 0.0, **kwargs) -> None:
+    def __init__(self, vocab: IdVocab, dim: int, oov_rate: float = 0.0, init_scale: float = 0.05, **kwargs) -> None:
         super().__init__(**kwargs)
         self.vocab = vocab
         self.oov_rate = oov_rate
@@ -60,7 +60,7 @@ class IdEmbedding(keras.layers.Layer):
         self.embeddings = self.add_weight(
             name="embeddings",
             shape=(vocab.num_rows, dim),
-            initializer=keras.initializers.RandomUniform(-0.05, 0.05),
+            initializer=keras.initializers.RandomUniform(-init_scale, init_scale),
         )
 
     def rows(self, ids: tf.Tensor, training: bool = False) -> tf.Tensor:

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import numpy as np
-
 import twotower  # noqa: F401
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
+import tf_keras as keras
 
 from twotower.config import ModelSettings
 from tfrs_models.catalog import ItemCatalog
@@ -38,8 +37,13 @@ class TwoTowerModel(tfrs.Model):
         self.settings = settings
         self.catalog = catalog
         s = settings
-        self.user_ids = IdEmbedding(user_vocab, s.id_embedding_dim, s.oov_training_rate, name="user_id_embedding")
-        self.item_ids = IdEmbedding(item_vocab, s.id_embedding_dim, s.oov_training_rate, name="item_id_embedding")
+        self.user_ids = IdEmbedding(
+            user_vocab, s.id_embedding_dim, s.oov_training_rate, s.id_init_scale, name="user_id_embedding"
+        )
+        self.item_ids = IdEmbedding(
+            item_vocab, s.id_embedding_dim, s.oov_training_rate, s.id_init_scale, name="item_id_embedding"
+        )
+        self.id_optimizer: keras.optimizers.Optimizer | None = None
         self.user_tower = UserTower(s, name="user_tower")
         self.item_tower = ItemTower(s, name="item_tower")
         self.task = make_task(s)
@@ -129,6 +133,27 @@ class TwoTowerModel(tfrs.Model):
             )
         )
 
+    def train_step(self, inputs) -> dict[str, tf.Tensor]:
+        """One step; with ``id_optimizer`` set, the ID tables are stepped by it, the rest by ``optimizer``.
+
+        Why two: an ID row is touched by a handful of examples a day and gets ~1/batch of a
+        step's gradient, while a dense weight sees every example; one optimizer tuned for the
+        dense layers leaves the ID rows at their initialisation (see ``ModelSettings.id_*``).
+        """
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            total = loss + tf.add_n(self.losses) if self.losses else loss
+        pairs = list(zip(tape.gradient(total, self.trainable_variables), self.trainable_variables))
+        if self.id_optimizer is None:
+            self.optimizer.apply_gradients(pairs)
+        else:
+            ids = {id(v) for v in self.id_embedding_variables()}
+            self.id_optimizer.apply_gradients([p for p in pairs if id(p[1]) in ids])
+            dense = [p for p in pairs if id(p[1]) not in ids]
+            if dense:
+                self.optimizer.apply_gradients(dense)
+        return {"loss": loss}
+
     # --- variable groups (freezing, warm start, export) ---------------------------------------
     def id_embedding_variables(self) -> list[tf.Variable]:
         return [self.user_ids.embeddings, self.item_ids.embeddings]
@@ -144,6 +169,7 @@ def build_model(
 ) -> TwoTowerModel:
     """A freshly initialised model (all variables created)."""
     if seed is not None:
-        tf.random.set_seed(seed)
-        np.random.seed(seed)
+        # Python's, numpy's and TF's generators: unseeded Keras initialisers draw from Python's,
+        # so tf.random.set_seed alone left two processes with different models.
+        keras.utils.set_random_seed(seed)
     return TwoTowerModel(settings, user_vocab, item_vocab, catalog)

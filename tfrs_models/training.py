@@ -71,10 +71,10 @@ class IncrementalRun(TrainingRun):
     touched: pd.DataFrame | None = None  # user_id, embedding (float32), event_timestamp (newest event)
 
 
-def make_optimizer(kind: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(kind: str, learning_rate: float, initial_accumulator: float = 0.1) -> keras.optimizers.Optimizer:
     if kind == "adam":
         return keras.optimizers.Adam(learning_rate)
-    return keras.optimizers.Adagrad(learning_rate)
+    return keras.optimizers.Adagrad(learning_rate, initial_accumulator_value=initial_accumulator)
 
 
 def as_dataset(data: Data, settings: ModelSettings, shuffle: bool, seed: int | None = None) -> tf.data.Dataset:
@@ -159,7 +159,7 @@ def train_full(
     same seed and data give the same model up to float reduction order.
     """
     if seed is not None:
-        tf.random.set_seed(seed)
+        keras.utils.set_random_seed(seed)
     if previous is None:
         model = build_model(
             settings, IdVocab.build(user_ids, settings.oov_buckets),
@@ -168,6 +168,7 @@ def train_full(
     else:
         model = warm_start(previous, settings, user_ids, catalog, seed=seed)
     model.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate))
+    model.id_optimizer = make_optimizer(settings.id_optimizer, settings.id_learning_rate, settings.id_initial_accumulator)
     return _graph_epoch(model, as_dataset(data, settings, shuffle=True, seed=seed))
 
 
@@ -186,7 +187,12 @@ class IncrementalTrainer:
         for layer in (model.user_ids, model.item_ids):
             layer.trainable = True
             layer.oov_rate = 0.0
-        model.compile(optimizer=make_optimizer(settings.optimizer, settings.incremental_learning_rate))
+        model.id_optimizer = None  # one optimizer, over the ID tables only
+        model.compile(
+            optimizer=make_optimizer(
+                settings.id_optimizer, settings.incremental_learning_rate, settings.incremental_initial_accumulator
+            )
+        )
         trainable = {id(v) for v in model.trainable_variables}
         if trainable != {id(v) for v in model.id_embedding_variables()}:  # pragma: no cover
             raise AssertionError("incremental mode may train the ID embedding tables only")

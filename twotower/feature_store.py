@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import sysconfig
 from datetime import datetime
 from pathlib import Path
 
@@ -23,8 +24,22 @@ from twotower.config import Settings
 from twotower.errors import UserError
 from twotower.workspace import Workspace, atomic_write_bytes
 
-FEATURE_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+# Where the package's own feature repo is: beside the package in a source checkout, under the
+# environment's data directory in an installed wheel (setup.cfg's data_files).
+_CHECKOUT_REPO = Path(__file__).resolve().parent.parent / "feature_repo"
+INSTALLED_REPO = Path(sysconfig.get_path("data")) / "share" / "twotower" / "feature_repo"
+FEATURE_REPO = _CHECKOUT_REPO if _CHECKOUT_REPO.is_dir() else INSTALLED_REPO
 REDIS_PASSWORD_ENV = "TWOTOWER_ONLINE_STORE__REDIS_PASSWORD"
+
+
+def feature_repo(settings: Settings) -> Path:
+    """The Feast repo whose declarations are applied: ``feature_repo`` from the settings, else the
+    package's own (the default world's declarations)."""
+    repo = settings.feature_repo or FEATURE_REPO
+    if not repo.is_dir() or not any(repo.glob("*.py")):
+        where = "feature_repo (TWOTOWER_FEATURE_REPO)" if settings.feature_repo else "the package's feature repo"
+        raise UserError(f"{where}: {repo} is not a Feast feature repo (no directory with .py declarations)")
+    return repo
 
 
 def render_yaml(settings: Settings, ws: Workspace) -> str:
@@ -76,7 +91,7 @@ def prepare(settings: Settings, ws: Workspace) -> Path:
 
 
 def apply(settings: Settings, ws: Workspace) -> str:
-    """``feast apply`` of feature_repo/ against the workspace (idempotent). Returns Feast's output."""
+    """``feast apply`` of the feature repo against the workspace (idempotent). Returns Feast's output."""
     if not ws.users_path.exists() or not ws.items_path.exists():
         raise UserError(
             f"no offline store in {ws.root}: run `twotower simulate` or `twotower ingest` first"
@@ -86,7 +101,7 @@ def apply(settings: Settings, ws: Workspace) -> str:
     feast = Path(sys.executable).with_name("feast")
     proc = subprocess.run(
         [str(feast), "-f", str(path), "apply"],
-        cwd=FEATURE_REPO,
+        cwd=feature_repo(settings),
         env=feast_env(settings, ws),
         capture_output=True,
         text=True,
@@ -131,7 +146,7 @@ def store(settings: Settings, ws: Workspace):
     os.environ["TWOTOWER_WORKSPACE"] = str(ws.root)
     if settings.online_store.redis_password is not None:
         os.environ[REDIS_PASSWORD_ENV] = settings.online_store.redis_password.get_secret_value()
-    return FeatureStore(repo_path=str(FEATURE_REPO), fs_yaml_file=prepare(settings, ws))
+    return FeatureStore(repo_path=str(feature_repo(settings)), fs_yaml_file=prepare(settings, ws))
 
 
 def materialize(settings: Settings, ws: Workspace, end: datetime, views: list[str] | None = None) -> None:

@@ -141,7 +141,7 @@ def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served,
     from materialize.item_index import load_meta
     from materialize.sharded_index import load_vectors
     from tfrs_models.checkpoint import load_model
-    from tfrs_models.evaluate import recall_at_k
+    from tfrs_models.evaluate import id_diagnostics, recall_at_k
     from tfrs_models.export import item_vectors, user_vectors
 
     holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
@@ -153,6 +153,7 @@ def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served,
     meta = load_meta(work.index)
     metrics["ann_recall@100_vs_exact"] = meta.get("tuned_recall", float("nan"))
     metrics["heldout_clicks"] = float(len(holdout))
+    metrics.update(id_diagnostics(model, holdout, seed=settings.full_update.seed))
     parent = None
     if served is not None:
         _, items = known_users_and_items(ws, work.day)

@@ -20,8 +20,9 @@ def build_results(clicks: pd.DataFrame, cfg: ReplaySettings, settings: Settings)
             "seeds": seeds,
             "measured_days": sorted(clicks["day"].unique().tolist()),
             "simulator": settings.simulator.model_dump(mode="json", exclude={"users", "items", "days", "seed"}),
-            "model": {k: getattr(settings.model, k) for k in ("objective", "learning_rate", "incremental_learning_rate",
-                                                               "batch_size", "optimizer")},
+            "model": {k: getattr(settings.model, k) for k in (
+                "objective", "learning_rate", "batch_size", "optimizer", "id_optimizer", "id_learning_rate",
+                "id_initial_accumulator", "incremental_learning_rate", "incremental_initial_accumulator")},
             "incremental_batch_size": settings.incremental.batch_size,
         },  # fmt: skip
         "strategies": [{"key": s.key, "label": s.label, "description": s.description} for s in STRATEGIES],

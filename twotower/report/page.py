@@ -84,10 +84,20 @@ def generations_section(src: Sources) -> str:
         rows.append([escape(m["id"]) + mark, escape(str(m["day"])), escape(m.get("parent") or "-"),
                      _num(x.get("train_loss")), f"{int(x.get('train_examples', 0)):,}", _pct(x.get("recall@50")),
                      _pct(x.get("recall@100")), _pct(x.get("parent_recall@100")),
-                     _pct(x.get("ann_recall@100_vs_exact"))])  # fmt: skip
+                     _pct(x.get("ann_recall@100_vs_exact")), _num(x.get("user_id_rms_over_init")),
+                     _id_part(x.get("id_swap_cosine"))])  # fmt: skip
     head = ["generation", "day", "parent", "train loss", "examples", "recall@50", "recall@100",
-            "parent recall@100", "ANN vs exact @100"]  # fmt: skip
+            "parent recall@100", "ANN vs exact @100", "user ID rows / init (RMS)",
+            "user-vector cosine, ID swapped"]  # fmt: skip
     return _figure(plots.generations(src.generations)) + _table(head, rows)
+
+
+def _id_part(cosine) -> str:
+    """The ID-swap cosine, flagged when the ID embedding moves (almost) nothing of the user vector."""
+    if cosine is None:
+        return "-"
+    text = _num(cosine)
+    return f"<b class='bad' title='the user tower ignores the ID embedding'>{text}</b>" if cosine > 0.95 else text
 
 
 def replay_section(src: Sources) -> str:
