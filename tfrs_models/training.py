@@ -155,8 +155,8 @@ def train_full(
     ``tf.data.Dataset`` of batches (taken as is). ``user_ids``: every user known today (the
     users table); the user vocabulary grows by them, the item vocabulary by ``catalog``.
     ``previous``: the previous *full* model to warm-start from (``None`` only on day one).
-    ``seed``: also seeds TensorFlow's global generator (sampled negatives, OOV routing), so the
-    same seed and data give the same model up to float reduction order.
+    ``seed``: also seeds Python's, numpy's and TensorFlow's global generators (initialisers, sampled
+    negatives, OOV routing), so the same seed and data give the same model in any process.
     """
     if seed is not None:
         keras.utils.set_random_seed(seed)
