@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 import twotower  # noqa: F401  (TF_USE_LEGACY_KERAS before any TensorFlow import)
+from twotower.core import logs
+
+logs.configure()  # the platform's messages on stderr, dependencies quiet (as the CLI)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from bench import write_result
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.full_update import run
-from twotower.simulate import simulate
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.pipelines.full_update import run
+from twotower.research.simulate import simulate
+from twotower.core.workspace import Workspace
 
 SIZES = {"1M": (26_000, 100_000), "10M": (260_000, 1_000_000)}
 
 
 def _ann_vs_exact(ws: Workspace, manifest, queries: int = 200) -> dict:
-    from materialize.item_index import ItemIndex, exact_topk
+    from twotower.index.item_index import ItemIndex, exact_topk
 
     directory = gens.directory(ws, manifest.id) / manifest.paths["index"]
     index = ItemIndex(directory)
@@ -60,11 +60,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         settings = load_settings(workspace=Path(tmp) / "ws")
         ws = Workspace(settings.workspace)
-        sim = simulate(settings, ws, users=users, items=items, days=2, seed=0, log=print)
+        sim = simulate(settings, ws, users=users, items=items, days=2, seed=0)
         days = {}
         for day in ws.days():
             t0 = time.perf_counter()
-            result = run(settings, ws, day, log=print)
+            result = run(settings, ws, day)
             days[str(day)] = {
                 "wall_seconds": round(time.perf_counter() - t0, 1),
                 "steps_seconds": result.steps,

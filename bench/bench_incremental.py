@@ -48,24 +48,24 @@ def _pin_cores() -> None:
 
 
 def build(root: Path):
-    from twotower import full_update
-    from twotower.config import load_settings
-    from twotower.simulate import simulate
-    from twotower.workspace import Workspace
+    from twotower.pipelines import full_update
+    from twotower.core.config import load_settings
+    from twotower.research.simulate import simulate
+    from twotower.core.workspace import Workspace
 
     settings = load_settings(workspace=root)
     ws = Workspace(settings.workspace)
     simulate(settings, ws, **WORLD)
     started = time.perf_counter()
-    result = full_update.run(settings, ws, ws.days()[0], log=lambda _m: None)
+    result = full_update.run(settings, ws, ws.days()[0])
     print(f"full update of {ws.days()[0]}: {result.generation} in {time.perf_counter() - started:.0f}s", flush=True)
     return settings, ws
 
 
 def copy(ws, target: Path):
     from twotower import feature_store
-    from twotower.config import load_settings
-    from twotower.workspace import Workspace
+    from twotower.core.config import load_settings
+    from twotower.core.workspace import Workspace
 
     shutil.copytree(ws.root, target)
     settings = load_settings(workspace=target)
@@ -75,13 +75,13 @@ def copy(ws, target: Path):
 
 
 def throughput(ws0, root: Path) -> dict:
-    from twotower.incremental import run
+    from twotower.pipelines.incremental import run
     from twotower.stream.emit import emit_day
 
     settings, ws = copy(ws0, root)
     emitted = emit_day(settings, ws, ws.days()[1])
     cpu0 = time.process_time()
-    summary = run(settings, ws, log=lambda _m: None)
+    summary = run(settings, ws)
     cpu = time.process_time() - cpu0
     t = summary.totals
     out = {
@@ -162,8 +162,8 @@ def _probe(stream, online, traffic, probes, items, categories, rng, rate: int, s
 
 
 def latency(ws0, root: Path, rate: int) -> dict:
-    from twotower import generations as gens
-    from twotower.incremental.push import OnlineEmbeddings
+    from twotower.core import generations as gens
+    from twotower.pipelines.incremental.push import OnlineEmbeddings
     from twotower.stream import open_stream
 
     settings, ws = copy(ws0, root)

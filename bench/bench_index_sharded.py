@@ -56,8 +56,8 @@ def _measure(name: str, index, queries: np.ndarray, truth: np.ndarray, search_k:
 
 
 def _flat_build(ids: np.ndarray, vectors: np.ndarray, out: Path, n_trees: int) -> dict:
-    from materialize import item_index
-    from materialize.shard_build import proc_status_bytes, reset_peak_rss
+    from twotower.index import item_index
+    from twotower.index.shard_build import proc_status_bytes, reset_peak_rss
 
     reset = reset_peak_rss()
     before = proc_status_bytes("VmRSS")
@@ -87,11 +87,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from materialize.cluster import dask_client
-    from materialize.item_index import choose_search_k, exact_topk
-    from materialize.shard_build import build_sharded
-    from materialize.shard_plan import estimate_annoy_bytes, plan_shards
-    from materialize.sharded_index import open_index
-    from twotower.config import DaskSettings
+    from twotower.index.item_index import choose_search_k, exact_topk
+    from twotower.index.shard_build import build_sharded
+    from twotower.index.shard_plan import estimate_annoy_bytes, plan_shards
+    from twotower.index.sharded_index import open_index
+    from twotower.core.config import DaskSettings
 
     rng = np.random.default_rng(args.seed)
     centers = unit(rng.standard_normal((args.clusters, args.dim), dtype=np.float32))
@@ -117,7 +117,7 @@ def main() -> None:
             cluster_seconds = time.perf_counter() - t
             plan = plan_shards(ids, args.dim, args.n_trees, shards=args.shards)
             t = time.perf_counter()
-            meta = build_sharded(client, ids, vectors, root / "sharded", plan, args.n_trees, log=lambda m: print(m, flush=True))
+            meta = build_sharded(client, ids, vectors, root / "sharded", plan, args.n_trees)
             sharded_wall = time.perf_counter() - t
         shards = [{"name": s["name"], "items": s["items"], "size_mib": round(s["size_bytes"] / 2**20, 1),
                    "estimated_mib": round(s["estimated_bytes"] / 2**20, 1), "build_seconds": s["build_seconds"],

@@ -25,7 +25,7 @@ from bench.serving_world import clustered, unit
 
 
 def main() -> None:
-    from materialize.item_index import ItemIndex, build, choose_search_k, exact_topk
+    from twotower.index.item_index import ItemIndex, build, choose_search_k, exact_topk
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -48,7 +48,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n_trees in args.trees:
             out = Path(tmp) / f"t{n_trees}"
-            meta = build(ids, vectors, out, n_trees, log=print)
+            meta = build(ids, vectors, out, n_trees)
             index = ItemIndex(out)
             t0 = time.perf_counter()
             search_k, trials = choose_search_k(index, vectors, tuning, 100, args.target)

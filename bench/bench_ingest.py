@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twotower.config import Settings
-from twotower.ingest import ingest
-from twotower.workspace import Workspace
+from twotower.core.config import Settings
+from twotower.ingest.job import ingest
+from twotower.core.workspace import Workspace
 
 
 def make_inputs(folder: Path, n_events: int, n_users: int, n_items: int, seed: int = 0) -> None:

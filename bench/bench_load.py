@@ -38,37 +38,37 @@ sys.path.insert(0, str(ROOT))
 
 from bench import publish_load, write_result  # noqa: E402
 from bench.local_servers import free_port  # noqa: E402
-from twotower.config import load_settings  # noqa: E402
-from twotower.workspace import Workspace  # noqa: E402
+from twotower.core.config import load_settings  # noqa: E402
+from twotower.core.workspace import Workspace  # noqa: E402
 
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 CONFIG = "[full_update]\npromotion_min_ratio = 0.0\n"  # serving is measured, not the promotion check
 
 
-def prebuild(settings, ws: Workspace, day: date, log) -> None:
+def prebuild(settings, ws: Workspace, day: date) -> None:
     """Day ``day``'s full update up to (not including) publish: what ran earlier in the night."""
     from materialize.cluster import LazyClient
-    from twotower import full_update_steps as steps
-    from twotower import generations as gens
-    from twotower.full_update import DayWork
+    from twotower.pipelines import full_update_steps as steps
+    from twotower.core import generations as gens
+    from twotower.pipelines.day import DayWork
 
     served, work, record = gens.current(ws), DayWork(ws, day), {}
-    step, dask = steps.Steps(record, log), LazyClient(settings.dask)
+    step, dask = steps.Steps(record), LazyClient(settings.dask)
     try:
-        step("validate", steps.validate, settings, ws, day, log)
+        step("validate", steps.validate, settings, ws, day)
         work.root.mkdir(parents=True, exist_ok=True)
-        prepared = step("prepare", steps.prepare, settings, ws, day, dask, log)
-        step("train", steps.train, settings, ws, work, prepared, served, log)
-        step("export", steps.export, settings, ws, work, prepared, dask, log)
+        prepared = step("prepare", steps.prepare, settings, ws, day, dask)
+        step("train", steps.train, settings, ws, work, prepared, served)
+        step("export", steps.export, settings, ws, work, prepared, dask)
     finally:
         dask.close()
-    step("evaluate", steps.evaluate, settings, ws, work, prepared, served, log)
+    step("evaluate", steps.evaluate, settings, ws, work, prepared, served)
 
 
 def build_base(base: Path, args) -> dict:
     """simulate + full update of day 1 (served) + day 2 built but not published."""
-    from twotower import full_update
-    from twotower.simulate import simulate
+    from twotower.pipelines import full_update
+    from twotower.research.simulate import simulate
 
     base.mkdir(parents=True, exist_ok=True)
     (base / "twotower.toml").write_text(CONFIG)
@@ -80,16 +80,16 @@ def build_base(base: Path, args) -> dict:
     timings["simulate"] = time.perf_counter() - t
     days = ws.days()
     t = time.perf_counter()
-    full_update.run(settings, ws, days[0], log=lambda m: print(m, flush=True))
+    full_update.run(settings, ws, days[0])
     timings["full_update_day1"] = time.perf_counter() - t
     t = time.perf_counter()
-    prebuild(settings, ws, days[1], log=lambda m: print(m, flush=True))
+    prebuild(settings, ws, days[1])
     timings["day2_before_publish"] = time.perf_counter() - t
     return {k: round(v, 1) for k, v in timings.items()}
 
 
 def request_pool(ws: Workspace, g1: str, day2: date, rng, n_known: int, n_new: int, n_batches: int, batch: int):
-    from twotower import generations as gens
+    from twotower.core import generations as gens
 
     known = pd.read_parquet(gens.directory(ws, g1) / "user_id_embedding.parquet", columns=["user_id"])["user_id"]
     known = rng.choice(known.to_numpy(np.int64), min(n_known, len(known)), replace=False)
@@ -154,7 +154,7 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, default=None, help="keep the base world here (reused by later runs)")
     args = parser.parse_args()
 
-    from twotower import generations as gens
+    from twotower.core import generations as gens
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench_load_"))
     base, run_ws = root / "base", root / "run"

@@ -34,23 +34,23 @@ S = 1_000_000
 
 
 def build(root: Path):
-    from twotower import full_update
-    from twotower.config import load_settings
-    from twotower.simulate import simulate
-    from twotower.workspace import Workspace
+    from twotower.pipelines import full_update
+    from twotower.core.config import load_settings
+    from twotower.research.simulate import simulate
+    from twotower.core.workspace import Workspace
 
     settings = load_settings(workspace=root)
     ws = Workspace(settings.workspace)
     simulate(settings, ws)
     for day in ws.days():
         started = time.perf_counter()
-        result = full_update.run(settings, ws, day, log=lambda _m: None)
+        result = full_update.run(settings, ws, day)
         print(f"full update of {day}: {result.generation} in {time.perf_counter() - started:.0f}s", flush=True)
     return settings, ws
 
 
 def draw_pairs(ws, generation) -> list[tuple[int, int]]:
-    from twotower import generations as gens
+    from twotower.core import generations as gens
 
     clicks = pd.concat(
         pd.read_parquet(ws.events_day_dir(d), columns=["user_id", "item_id", "event_type"]).query("event_type == 'click'")
@@ -91,7 +91,7 @@ def shares(settings, ws, pairs, hour: int) -> list[tuple[int, str]]:
 
 
 def follow_and_click(settings, ws, generation, pairs) -> dict:
-    from twotower.incremental.push import OnlineEmbeddings
+    from twotower.pipelines.incremental.push import OnlineEmbeddings
     from twotower.stream.emit import emit_user
 
     with follower(ws.root):
@@ -117,7 +117,7 @@ def follow_and_click(settings, ws, generation, pairs) -> dict:
 
 
 def main() -> None:
-    from twotower import generations as gens
+    from twotower.core import generations as gens
 
     with tempfile.TemporaryDirectory() as tmp:
         settings, ws = build(Path(tmp) / "world")

@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import serving_world, write_result  # noqa: E402
 from bench.local_servers import redis_server  # noqa: E402
-from twotower.config import load_settings  # noqa: E402
-from twotower.workspace import Workspace  # noqa: E402
+from twotower.core.config import load_settings  # noqa: E402
+from twotower.core.workspace import Workspace  # noqa: E402
 
 STORES = ("sqlite", "redis")
 

@@ -39,8 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import serving_world  # noqa: E402
-from twotower.config import load_settings  # noqa: E402
-from twotower.workspace import Workspace  # noqa: E402
+from twotower.core.config import load_settings  # noqa: E402
+from twotower.core.workspace import Workspace  # noqa: E402
 
 
 def pct(values, q) -> float:
@@ -117,7 +117,7 @@ def in_process(settings, ws: Workspace, users: int, n: int, rng) -> dict:
 
 # --- 2. ANN vs exact --------------------------------------------------------------------------
 def ann_vs_exact(ws: Workspace, world: dict, n_queries: int, n_exact_timed: int, rng) -> dict:
-    from materialize.item_index import ItemIndex, exact_topk
+    from twotower.index.item_index import ItemIndex, exact_topk
 
     vectors = world["vectors"]
     index = ItemIndex(ws.generations_dir / serving_world.GENERATION / "index")

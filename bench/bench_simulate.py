@@ -4,9 +4,9 @@ import tempfile
 from pathlib import Path
 
 from bench import write_result
-from twotower.config import load_settings
-from twotower.simulate import simulate
-from twotower.workspace import Workspace
+from twotower.core.config import load_settings
+from twotower.research.simulate import simulate
+from twotower.core.workspace import Workspace
 
 # About 38 events per user-day with the default policy (3 requests x 12 candidates + clicks).
 SIZES = {"1M": (26_000, 10_000), "10M": (260_000, 100_000)}
@@ -17,7 +17,7 @@ def main() -> None:
     for label, (users, items) in SIZES.items():
         with tempfile.TemporaryDirectory() as tmp:
             settings = load_settings(workspace=Path(tmp) / "ws")
-            s = simulate(settings, Workspace(settings.workspace), users=users, items=items, days=1, seed=0, log=print)
+            s = simulate(settings, Workspace(settings.workspace), users=users, items=items, days=1, seed=0)
             runs[label] = {
                 "users": users,
                 "items": items,

@@ -49,9 +49,9 @@ def _pin_cores() -> None:
 def _prepare(root: Path):
     from materialize.examples import build_examples, item_frequencies
     from tfrs_models.records import write_shard
-    from twotower.config import ModelSettings, load_settings
-    from twotower.simulate import simulate
-    from twotower.workspace import Workspace
+    from twotower.core.config import ModelSettings, load_settings
+    from twotower.research.simulate import simulate
+    from twotower.core.workspace import Workspace
 
     settings = load_settings(workspace=root / "ws")
     ws = Workspace(settings.workspace)
@@ -90,7 +90,7 @@ def _prepare(root: Path):
 
 def _train(objective: str, batch: int, learning_rate: float, files, users, catalog):
     from tfrs_models.training import train_full
-    from twotower.config import ModelSettings
+    from twotower.core.config import ModelSettings
 
     settings = ModelSettings(objective=objective, batch_size=batch, learning_rate=learning_rate)
     run = train_full(settings, [str(f) for f in files], user_ids=users["user_id"].to_numpy(), catalog=catalog, seed=0)

@@ -1,6 +1,6 @@
 """Benchmark of the data-quality gate: seconds to validate a 100k- and a 1M-event day.
 
-Synthetic offline stores that follow ``twotower.schema`` (two days each, so the day-over-day
+Synthetic offline stores that follow ``twotower.core.schema`` (two days each, so the day-over-day
 bands and never-seen shares are computed against a real reference day). The timed call is
 ``validate_day`` on the second day, end to end: read, derive, stage, GX checkpoint (6 suites)
 and data docs. Writes ``bench/results/validation.json``. A benchmark, not a test: it never fails
@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from twotower import schema  # noqa: E402
-from twotower.config import load_settings  # noqa: E402
-from twotower.workspace import Workspace  # noqa: E402
+from twotower.core import schema  # noqa: E402
+from twotower.core.config import load_settings  # noqa: E402
+from twotower.core.workspace import Workspace  # noqa: E402
 
 DAY1, DAY2 = date(2026, 11, 1), date(2026, 11, 2)
 US_PER_DAY = 86_400_000_000

@@ -1,7 +1,7 @@
 """A synthetic, generation-shaped world for the serving benchmark (used by bench_serving.py).
 
 Everything serving reads is real and built by the platform's own code: an Annoy index built
-and search_k-tuned by ``materialize.item_index`` (as the full update does), a user tower npz
+and search_k-tuned by ``twotower.index.item_index`` (as the full update does), a user tower npz
 loaded by ``NumpyUserTower``, Feast SQLite online rows written by ``feast apply`` +
 ``feast materialize`` (profiles) and the publish path's ``write_offline`` +
 ``materialize_generation`` (ID embeddings), a manifest with checksums, and ``CURRENT``.
@@ -28,9 +28,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from twotower import schema
-from twotower.config import Settings
-from twotower.workspace import Workspace
+from twotower.core import schema
+from twotower.core.config import Settings
+from twotower.core.workspace import Workspace
 
 GENERATION = "g00001-2026-11-01"
 AS_OF = datetime(2026, 11, 1, 23, 59, 59, 999999, tzinfo=timezone.utc)
@@ -72,7 +72,7 @@ def tower_weights(settings: Settings, rng, profile_scale: float = 0.05) -> dict[
 
 
 def write_offline_store(ws: Workspace, users: int, items: int, rng) -> None:
-    """users.parquet (profiles) and items.parquet, following twotower.schema."""
+    """users.parquet (profiles) and items.parquet, following twotower.core.schema."""
     ws.ensure()
     signup = AS_OF - timedelta(days=30)
     tags = [[int(t) for t in rng.integers(1, 128, rng.integers(1, 6))] for _ in range(users)]
@@ -103,11 +103,12 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
     ``reuse``: the workspace already holds this world (same arguments, e.g. ``--keep DIR
     --reuse``): regenerate the vectors (deterministic) and skip Feast, index and publish.
     """
-    from materialize import item_index
+    from twotower.index import item_index
     from materialize.user_embeddings import materialize_generation, write_offline
+    from materialize import online
     from twotower import feature_store
-    from twotower import generations as gens
-    from twotower.workspace import staged_dir
+    from twotower.core import generations as gens
+    from twotower.core.files import staged_dir
 
     rng = np.random.default_rng(seed)
     dim = settings.model.output_dim
@@ -125,7 +126,7 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
     t = time.perf_counter()
     write_offline_store(ws, users, items, rng)
     feature_store.apply(settings, ws)
-    feature_store.materialize(settings, ws, AS_OF + timedelta(seconds=1), ["user_profile"])
+    online.materialize(settings, ws, AS_OF + timedelta(seconds=1), ["user_profile"])
     write_offline(ws, pd.DataFrame({"user_id": np.arange(1, users + 1), "embedding": list(user_emb)}), GENERATION, 0, AS_OF)
     materialize_generation(settings, ws, AS_OF)
     timings["feast_online_rows"] = time.perf_counter() - t
@@ -140,7 +141,7 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
             np.savez(fh, **tower_weights(settings, rng))
         tower = NumpyUserTower.load(stage / "user_tower")
         t = time.perf_counter()
-        meta = item_index.build(item_ids, vectors, stage / "index", n_trees, log=log)
+        meta = item_index.build(item_ids, vectors, stage / "index", n_trees)
         timings["index_build"] = time.perf_counter() - t
         # Tune search_k as the full update does: on user vectors the tower actually produces.
         tune_users = rng.choice(users, tuning_queries, replace=False)
@@ -180,9 +181,9 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
 
 
 def _reused(ws: Workspace, vectors, user_emb, centers, timings: dict, log) -> dict:
-    from materialize.item_index import load_meta
+    from twotower.index.item_index import load_meta
     from tfrs_models.export import NumpyUserTower
-    from twotower import generations as gens
+    from twotower.core import generations as gens
 
     manifest = gens.current(ws)
     root = gens.directory(ws, manifest.id)

@@ -15,8 +15,8 @@ from typing import Iterator
 import dask
 from distributed import Client, LocalCluster
 
-from twotower import dask_tokens  # noqa: F401  (fast tokens for list columns in every Dask job)
-from twotower.config import DaskSettings
+from twotower.adapters import dask_tokens  # noqa: F401  (fast tokens for list columns in every Dask job)
+from twotower.core.config import DaskSettings
 
 # Worker processes import the project (and TensorFlow) fresh: never fork a process that has
 # already initialised TF threads.

@@ -18,7 +18,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from twotower.errors import DataError
+from twotower.core.timeutil import to_us
+from twotower.core.errors import DataError
 from tfrs_models.catalog import pad_lists, require_columns
 from tfrs_models.records import COLUMN_NAMES
 
@@ -33,10 +34,6 @@ def _utc(ts: pd.Series, where: str) -> pd.Series:
         return pd.to_datetime(ts, utc=True).dt.as_unit("us")
     except (ValueError, TypeError) as exc:
         raise DataError(f"{where}: column 'event_timestamp' is not a timestamp ({exc})") from None
-
-
-def _micros(ts: pd.Series) -> np.ndarray:
-    return ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]").view(np.int64)
 
 
 def item_frequencies(events: pd.DataFrame, item_ids=None, smoothing: float = 1.0) -> pd.DataFrame:
@@ -166,7 +163,7 @@ def build_examples(
         "user_id": clicks["user_id"].to_numpy(np.int64),
         "item_id": clicks["item_id"].to_numpy(np.int64),
         "request_id": clicks["request_id"].to_numpy(np.int64),
-        "event_timestamp": _micros(clicks["_ts"]),
+        "event_timestamp": to_us(clicks["_ts"]),
         "hour": clicks["_ts"].dt.hour.to_numpy(np.int64),
         "age_bucket": cat(with_user, "age_bucket"),
         "gender": cat(with_user, "gender"),

@@ -15,7 +15,7 @@ import pandas as pd
 from distributed import Client, progress
 
 from tfrs_models.catalog import ITEM_FEATURE_COLUMNS
-from twotower.config import ModelSettings
+from twotower.core.config import ModelSettings
 
 _LOADED: dict[str, object] = {}  # checkpoint path -> model, per worker process
 

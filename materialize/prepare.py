@@ -20,6 +20,7 @@ starts over; a complete day is not prepared twice.
 
 from __future__ import annotations
 
+import logging
 import json
 import os
 import shutil
@@ -27,7 +28,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import Callable
+
 
 import dask.dataframe as dd
 import numpy as np
@@ -36,9 +37,12 @@ from distributed import Client, progress
 
 from materialize.examples import build_examples, item_frequencies
 from tfrs_models.records import empty_examples, write_shard
-from twotower.config import Settings
-from twotower.errors import UserError
-from twotower.workspace import Workspace, staged_dir
+from twotower.core.config import Settings
+from twotower.core.errors import UserError
+from twotower.core.files import staged_dir
+from twotower.core.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS.json"
 FREQUENCIES = "item_frequencies.parquet"
@@ -124,11 +128,10 @@ def prepare_day(
     client: Client,
     *,
     seed: int = 0,
-    log: Callable[[str], None] = lambda _m: None,
 ) -> PreparedDay:
     target = ws.tfrecords_dir(day)
     if (target / SUCCESS).exists():
-        log(f"prepare: {day} already prepared ({target})")
+        logger.info(f"prepare: {day} already prepared ({target})")
         return PreparedDay.load(target)
     day_dir = ws.events_day_dir(day)
     if not day_dir.is_dir():
@@ -143,11 +146,11 @@ def prepare_day(
     clicked = client.compute(events[events["event_type"] == "click"][["item_id", "event_type"]]).result()
     frequencies = item_frequencies(clicked, item_ids)
     n_parts = max(1, min(max(settings.dask.partitions, events.npartitions), len(clicked) // 2_000 or 1))
-    log(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards (read + frequencies {time.perf_counter() - started:.1f}s)")
+    logger.info(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards (read + frequencies {time.perf_counter() - started:.1f}s)")
 
     started = time.perf_counter()
     freq_f = client.scatter(frequencies, broadcast=True, hash=False)  # numeric columns only: cheap
-    log(f"prepare: item frequencies sent to the workers in {time.perf_counter() - started:.1f}s")
+    logger.info(f"prepare: item frequencies sent to the workers in {time.perf_counter() - started:.1f}s")
     by_request = events.shuffle(on="request_id", npartitions=n_parts)
     summary = pd.DataFrame({"shard": pd.Series(dtype=str), "examples": pd.Series(dtype="int64"),
                             "holdout": pd.Series(dtype="int64")})  # fmt: skip
@@ -160,7 +163,7 @@ def prepare_day(
         future = client.compute(written)
         progress(future, scheduler=client.scheduler.address)
         shards = future.result()
-        log(f"prepare: shuffle + examples + shards in {time.perf_counter() - started:.1f}s")
+        logger.info(f"prepare: shuffle + examples + shards in {time.perf_counter() - started:.1f}s")
         started = time.perf_counter()
         frequencies.to_parquet(stage / FREQUENCIES, index=False)
         parts = sorted((stage / HOLDOUT_PARTS).glob("part-*.parquet"))
@@ -177,7 +180,7 @@ def prepare_day(
             holdout_examples=len(holdout),
         )
         (stage / SUCCESS).write_text(json.dumps(asdict(result), indent=2))
-    log(
+    logger.info(
         f"prepare: wrote {result.examples:,} training examples in {len(result.shards)} shards "
         f"and {result.holdout_examples:,} held-out examples to {target} (held-out merge {time.perf_counter() - started:.1f}s)"
     )

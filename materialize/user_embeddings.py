@@ -8,7 +8,6 @@ served (other slot) is untouched until the pointer flips.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -16,9 +15,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from twotower import feature_store, schema
-from twotower.config import Settings
-from twotower.workspace import Workspace
+from twotower import feature_store
+from twotower.core.files import atomic_path
+from twotower.core import schema
+from twotower.core.config import Settings
+from twotower.core.workspace import Workspace
 
 
 def generation_file(ws: Workspace, generation: str):
@@ -41,10 +42,8 @@ def write_offline(ws: Workspace, table: pd.DataFrame, generation: str, slot: int
         schema=schema.USER_ID_EMBEDDING,
     )
     path = generation_file(ws, generation)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(arrow, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
     return n
 
 

@@ -21,14 +21,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
-from serving import api, http_limits
+from serving import api
+from twotower.adapters import uvicorn_http
 from serving.guard import Guard
 from serving.metrics import ServingMetrics
 from serving.retriever import Retriever
 from serving.watcher import GenerationWatcher
-from twotower import generations as gens
-from twotower.config import Settings, load_settings
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import Settings, load_settings
+from twotower.core.workspace import Workspace
 
 log = logging.getLogger("serving")
 
@@ -80,7 +81,7 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
     app.add_exception_handler(Exception, api.internal_error)
     app.add_middleware(Guard, max_body_bytes=s.max_body_bytes, metrics=metrics,
                        max_url_bytes=s.max_url_bytes, max_header_bytes=s.max_header_bytes)  # fmt: skip
-    http_limits.configure(s.max_url_bytes, s.max_header_bytes)  # the server's own head bound (run.py)
+    uvicorn_http.configure(s.max_url_bytes, s.max_header_bytes)  # the server's own head bound (run.py)
     app.state.metrics = metrics
     app.state.serving = state
 

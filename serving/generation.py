@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twotower import generations as gens
-from twotower.errors import UserError
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.errors import UserError
+from twotower.core.workspace import Workspace
 
 # Artifacts the request path reads; only these are checksummed before a load.
 SERVED_ARTIFACTS = ("user_tower", "index", "popular_items")
@@ -32,7 +32,7 @@ SERVED_ARTIFACTS = ("user_tower", "index", "popular_items")
 class LoadedGeneration:
     manifest: gens.Manifest
     tower: object  # tfrs_models.numpy_tower.NumpyUserTower
-    index: object  # materialize.item_index.ItemIndex, or sharded_index.ShardedIndex (same API)
+    index: object  # twotower.index.item_index.ItemIndex, or sharded_index.ShardedIndex (same API)
     popular_ids: np.ndarray  # int64, most clicked first
     popular_scores: np.ndarray  # float32, share of the day's clicks
     loaded_at: float = field(default_factory=time.time)
@@ -104,7 +104,7 @@ def _warm(path: Path, block: int = 8 << 20) -> None:
 
 def load(ws: Workspace, manifest: gens.Manifest, verify: bool = True, warm: bool = True) -> LoadedGeneration:
     """Load a published generation; raises UserError naming the artifact that is wrong."""
-    from materialize.sharded_index import open_index
+    from twotower.index.sharded_index import open_index
     from tfrs_models.numpy_tower import NumpyUserTower  # the numpy fast path: no TF in the server
 
     started = time.perf_counter()

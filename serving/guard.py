@@ -3,7 +3,7 @@
 A plain ASGI middleware (not Starlette's BaseHTTPMiddleware, which costs a task and a memory
 stream per request). It answers a request target longer than ``serving.max_url_bytes`` with
 414 and headers larger than ``serving.max_header_bytes`` with 431 (exact sizes, whatever the
-HTTP server; ``serving.http_limits`` stops an endless head before it is buffered), and a body
+HTTP server; ``twotower.adapters.uvicorn_http`` stops an endless head before it is buffered), and a body
 over the limit with 413 before it is read when the client declares its length, and while
 reading when it does not (chunked). It records every request - including the 4xx answered
 before a handler runs - by route template and status.

@@ -28,7 +28,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from tfrs_models.catalog import pad_lists
-from twotower.errors import UserError
+from twotower.adapters.feast_store import online_store_of, redis_client, sqlite_connection
+from twotower.core.errors import UserError
 
 PROFILE = ("age_bucket", "gender", "city_tier", "interest_tags")
 EMBEDDING, GENERATION = "embedding", "generation"
@@ -67,17 +68,17 @@ def bound_waits(store, timeout_s: float) -> None:
     waits 5 s for a lock by default; serving waits ``timeout_s``.
     """
     config = store.config
-    online = store._get_provider().online_store
+    online = online_store_of(store)
     if config.online_store.type == "redis":
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        client = online._get_client(config.online_store)  # lazy: does not connect
+        client = redis_client(online, config)  # lazy: does not connect
         if hasattr(client, "set_retry"):
             client.set_retry(Retry(NoBackoff(), 0))
     elif config.online_store.type == "sqlite":
         try:
-            online._get_conn(config).execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+            sqlite_connection(online, config).execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         except _store_errors():
             pass  # the first read will fail the same way and be answered degraded
 
@@ -166,7 +167,7 @@ class DirectReader:
 
         self._EntityKey, self._Value = EntityKey, Value
         self.config = store.config
-        self.online_store = store._get_provider().online_store
+        self.online_store = online_store_of(store)
         self.views = resolve(store, service_name)
         self.max_tags = max_tags
         self.errors = _store_errors()

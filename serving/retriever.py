@@ -20,10 +20,10 @@ from serving import generation as loaded
 from serving.online import OnlineRows, OnlineStoreError
 from serving.online_health import OnlineHealth
 from serving.recall import POPULAR, Recall, plan, user_vectors
-from twotower import generations as gens
-from twotower.config import Settings
-from twotower.errors import UserError
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import Settings
+from twotower.core.errors import UserError
+from twotower.core.workspace import Workspace
 
 
 @dataclass

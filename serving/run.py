@@ -9,9 +9,9 @@ import logging
 import os
 import socket
 
-from twotower.config import Settings
-from twotower.errors import UserError
-from twotower.workspace import Workspace
+from twotower.core.config import Settings
+from twotower.core.errors import UserError
+from twotower.core.workspace import Workspace
 
 log = logging.getLogger("serving")
 
@@ -51,14 +51,14 @@ def http_protocol() -> str:
     """httptools with a bounded request head when httptools is there, else uvicorn's h11."""
     if importlib.util.find_spec("httptools") is None:
         return "h11"  # bounded by h11_max_incomplete_event_size
-    return "serving.http_limits:BoundedHttpToolsProtocol"
+    return "twotower.adapters.uvicorn_http:BoundedHttpToolsProtocol"
 
 
 def serve(settings: Settings, host: str | None = None, port: int | None = None, workers: int | None = None) -> None:
     """Run the HTTP API under uvicorn until interrupted (binds 127.0.0.1 by default)."""
     import uvicorn
 
-    from serving.http_limits import head_limit
+    from twotower.adapters.uvicorn_http import head_limit
 
     s = settings.serving
     host, port, workers = host or s.host, port or s.port, workers or s.workers

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Callable
 
-from twotower import generations as gens
+from twotower.core import generations as gens
 
 log = logging.getLogger("serving.watcher")
 

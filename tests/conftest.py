@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from twotower.config import Settings, load_settings
-from twotower.simulate import simulate
-from twotower.workspace import Workspace
+from twotower.core.config import Settings, load_settings
+from twotower.research.simulate import simulate
+from twotower.core.workspace import Workspace
 
 SMALL_WORLD = dict(users=600, items=400, days=3, seed=7)
 

@@ -14,9 +14,9 @@ import pandas as pd
 
 from bench import local_servers
 from bench.local_servers import free_port  # noqa: F401  (tests import it from here)
-from twotower import generations as gens
-from twotower.config import Settings, load_settings
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import Settings, load_settings
+from twotower.core.workspace import Workspace
 
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 S = 1_000_000
@@ -67,7 +67,7 @@ def user_vector(retriever, user: int, hour: int) -> np.ndarray:
 
 def category_scores(ws: Workspace, generation: str, vector: np.ndarray) -> dict:
     """Mean cosine of ``vector`` with each category's item vectors (the generation's index)."""
-    from materialize.item_index import IDS_FILE
+    from twotower.index.item_index import IDS_FILE
 
     index = gens.directory(ws, generation) / "index"
     ids, vectors = np.load(index / IDS_FILE), np.load(index / "vectors.npy")
@@ -129,12 +129,12 @@ def finish(proc: subprocess.Popen, timeout: float = 240) -> str:
 
 
 def chain_state(ws: Workspace, generation: str):
-    from twotower.incremental.state import StateStore
+    from twotower.pipelines.incremental.state import StateStore
 
     return StateStore(ws.incremental_dir / generation).load()
 
 
 def online_rows(settings: Settings, ws: Workspace, user_ids, slot: int) -> pd.DataFrame:
-    from twotower.incremental.push import OnlineEmbeddings
+    from twotower.pipelines.incremental.push import OnlineEmbeddings
 
     return OnlineEmbeddings(settings, ws).read(np.asarray(user_ids), slot, embeddings=True)

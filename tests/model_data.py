@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twotower.config import ModelSettings, load_settings
-from twotower.simulate import simulate
-from twotower.workspace import Workspace
+from twotower.core.config import ModelSettings, load_settings
+from twotower.research.simulate import simulate
+from twotower.core.workspace import Workspace
 
 WORLD = dict(users=600, items=400, days=3, seed=7)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from bench.local_servers import free_port  # noqa: F401  (tests import it from here)
-from twotower.config import Settings, load_settings
-from twotower.workspace import Workspace
+from twotower.core.config import Settings, load_settings
+from twotower.core.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
 TWOTOWER = Path(sys.executable).with_name("twotower")
@@ -26,14 +26,14 @@ WORLD = dict(users=400, items=300, days=2, seed=11)
 
 def build_two_generations(root: Path) -> tuple[Settings, Workspace, list[str]]:
     """simulate + two real full updates: generations g1 (day 1) and g2 (day 2, served)."""
-    from twotower import full_update
-    from twotower.simulate import simulate
+    from twotower.pipelines import full_update
+    from twotower.research.simulate import simulate
 
     # Serving is under test, not the promotion check: day 2 is published whatever its recall.
     settings = load_settings(workspace=root, full_update={"promotion_min_ratio": 0.0})
     ws = Workspace(settings.workspace)
     simulate(settings, ws, **WORLD)
-    ids = [full_update.run(settings, ws, day, log=lambda _m: None).generation for day in DAYS]
+    ids = [full_update.run(settings, ws, day).generation for day in DAYS]
     return settings, ws, ids
 
 

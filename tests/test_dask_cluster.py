@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.full_update import run
-from twotower.simulate import simulate
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.pipelines.full_update import run
+from twotower.research.simulate import simulate
+from twotower.core.workspace import Workspace
 
 DASK = str(Path(sys.executable).with_name("dask"))
 
@@ -65,7 +65,7 @@ def test_full_update_runs_through_an_external_scheduler(tmp_path, cluster, monke
     assert settings.dask.scheduler_address == cluster
     ws = Workspace(settings.workspace)
     simulate(settings, ws, users=200, items=150, days=1, seed=5)
-    result = run(settings, ws, ws.days()[0], log=lambda _m: None)
+    result = run(settings, ws, ws.days()[0])
 
     from distributed import Client
 

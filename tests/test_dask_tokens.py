@@ -1,10 +1,10 @@
-"""Dask tokens of list columns (twotower/dask_tokens.py): equal data -> equal token, any change -> new."""
+"""Dask tokens of list columns (twotower/adapters/dask_tokens.py): equal data -> equal token, any change -> new."""
 
 import numpy as np
 import pandas as pd
 from dask.base import tokenize
 
-import twotower.dask_tokens  # noqa: F401
+import twotower.adapters.dask_tokens  # noqa: F401
 
 
 def _frame(n=1000, seed=0):

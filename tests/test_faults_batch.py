@@ -38,9 +38,9 @@ import pandas as pd
 import pytest
 
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.core.workspace import Workspace
 
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 WORLD = dict(users=300, items=200, days=2, seed=11)
@@ -60,8 +60,8 @@ PLAN = (
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """g1 (day 1) published in-process; day 2 is the full update under fire."""
-    from twotower.full_update import run
-    from twotower.simulate import simulate
+    from twotower.pipelines.full_update import run
+    from twotower.research.simulate import simulate
 
     root = tmp_path_factory.mktemp("faults_batch") / "ws"
     root.mkdir(parents=True)
@@ -70,7 +70,7 @@ def world(tmp_path_factory):
     settings = load_settings(workspace=root)
     ws = Workspace(settings.workspace)
     simulate(settings, ws, **WORLD)
-    g1 = run(settings, ws, ws.days()[0], log=lambda _m: None).generation
+    g1 = run(settings, ws, ws.days()[0]).generation
     return settings, ws, g1
 
 

@@ -35,13 +35,13 @@ import pytest
 from incremental_support import S, chain_state, finish, online_rows, redis_server, serving_g1, start_incremental
 from serving_support import shared_world
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.incremental import run
-from twotower.incremental.state import StateStore
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.pipelines.incremental import run
+from twotower.pipelines.incremental.state import StateStore
 from twotower.stream import open_stream
 from twotower.stream.emit import emit_day
-from twotower.workspace import Workspace
+from twotower.core.workspace import Workspace
 
 SEED = int(os.environ.get("TWOTOWER_FAULT_SEED", "20261102"))
 MAX_EVENTS = "400"
@@ -69,7 +69,7 @@ def twin_states(settings, ws, monkeypatch) -> dict[str, tuple[int, dict]]:
     with monkeypatch.context() as m:  # observes what is persisted; changes nothing
         m.setattr(StateStore, "create", recording_create)
         m.setattr(StateStore, "append", recording_append)
-        run(settings, ws, max_events=int(MAX_EVENTS), log=lambda _m: None)
+        run(settings, ws, max_events=int(MAX_EVENTS))
     return states
 
 

@@ -35,8 +35,8 @@ import pytest
 
 from serving_support import TWOTOWER, copy_world, free_port, running, shared_world
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.config import load_settings
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
 
 TIMEOUT_S, RETRY_S = 0.5, 0.5
 

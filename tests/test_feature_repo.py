@@ -14,9 +14,10 @@ import pandas as pd
 import pytest
 
 from twotower import feature_store
-from twotower.config import load_settings
-from twotower.errors import UserError
-from twotower.workspace import Workspace
+from materialize import online
+from twotower.core.config import load_settings
+from twotower.core.errors import UserError
+from twotower.core.workspace import Workspace
 
 FEAST = str(Path(sys.executable).with_name("feast"))
 
@@ -89,7 +90,7 @@ def test_feast_by_hand_without_workspace_says_what_to_set(tmp_path):
 def test_twotower_runs_feast_and_push_source_reaches_online_store(world_copy):
     settings, ws = world_copy
     feature_store.apply(settings, ws)
-    feature_store.materialize(settings, ws, _end_of(ws), ["user_profile", "item_profile"])
+    online.materialize(settings, ws, _end_of(ws), ["user_profile", "item_profile"])
     store = feature_store.store(settings, ws)
     _assert_profiles_served(store, ws)
 
@@ -140,7 +141,7 @@ def test_registry_is_replaced_atomically(world_copy, monkeypatch):
     write that dies half-way (here: fsync raises) leaves the previous registry whole."""
     from feast import FeatureStore
 
-    from twotower.feast_registry import AtomicFileRegistryStore
+    from twotower.adapters.feast_registry import AtomicFileRegistryStore
 
     settings, ws = world_copy
     feature_store.apply(settings, ws)
@@ -158,7 +159,7 @@ def test_registry_is_replaced_atomically(world_copy, monkeypatch):
     def dies(_fd):
         raise OSError("disk gone")
 
-    monkeypatch.setattr("twotower.feast_registry.os.fsync", dies)
+    monkeypatch.setattr("twotower.core.files.os.fsync", dies)
     with pytest.raises(OSError, match="disk gone"):
         registry_store.update_registry_proto(proto)
     assert path.read_bytes() == before

@@ -16,11 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.errors import ValidationFailed
-from twotower.full_update import run
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.core.errors import ValidationFailed
+from twotower.pipelines.full_update import run
+from twotower.core.workspace import Workspace
 
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 WORLD = dict(users=300, items=200, days=3, seed=11)
@@ -29,13 +29,13 @@ WORLD = dict(users=300, items=200, days=3, seed=11)
 @pytest.fixture(scope="module")
 def published(tmp_path_factory):
     """A world with its first two days published (g1 <- g2); read-only, copy to change it."""
-    from twotower.simulate import simulate
+    from twotower.research.simulate import simulate
 
     settings = load_settings(workspace=tmp_path_factory.mktemp("published") / "ws")
     ws = Workspace(settings.workspace)
     simulate(settings, ws, **WORLD)
     days = ws.days()
-    results = [run(settings, ws, day, log=lambda _m: None) for day in days[:2]]
+    results = [run(settings, ws, day) for day in days[:2]]
     return settings, ws, results
 
 
@@ -65,13 +65,48 @@ def test_two_days_publish_a_warm_started_chain(published):
     training = [__import__("json").loads((gens.directory(ws, g.id) / "training.json").read_text()) for g in (g1, g2)]
     assert training[0]["warm_start_from"] is None and training[1]["warm_start_from"] == g1.id
     assert g2.vocab["users"] >= g1.vocab["users"] and g2.vocab["items"] > g1.vocab["items"], "vocabularies grow"
-    chance_at_10 = 10 / g2.vocab["items"]
-    assert g2.metrics["recall@10"] > 3 * chance_at_10, g2.metrics
     assert g2.metrics["ann_recall@100_vs_exact"] >= settings.index.target_recall
     assert g2.index["search_k"] > 0
     for g in (g1, g2):
         gens.verify(ws, g)
     assert first.steps.keys() >= {"validate", "prepare", "train", "export", "evaluate", "publish"}
+
+
+def test_a_day_of_training_beats_its_parent_and_chance_on_the_same_held_out_clicks(published):
+    """Baselines measured on the same held-out clicks of day two: the parent model (day one's)
+    and chance (K of all items). Popularity is measured beside them (``popularity_recall@K``):
+    on this 300-user, 2-day world it still wins; the real-data benchmark is where it is the bar."""
+    settings, ws, (_, second) = published
+    g2 = gens.load(ws, second.generation)
+    for k in (10, 50, 100):
+        assert g2.metrics[f"recall@{k}"] > g2.metrics[f"parent_recall@{k}"], g2.metrics
+        assert g2.metrics[f"recall@{k}"] > k / g2.vocab["items"], g2.metrics
+        assert 0 < g2.metrics[f"popularity_recall@{k}"] <= 1
+
+
+# Annoy builds its trees on several threads, so which tree a thread grows (and the tuned
+# search_k) can differ run to run; everything the model computes must not.
+INDEX_DEPENDENT = {"ann_recall@100_vs_exact"}
+
+
+def test_the_same_day_gives_the_same_generation_in_another_process(published, tmp_path):
+    """Seeded end to end (Dask prepare, TF training, evaluation): day one, run again by a
+    ``twotower full-update`` subprocess in a fresh workspace, gives g1's numbers and weights."""
+    from tfrs_models.checkpoint import load_model
+
+    settings, ws, (first, _) = published
+    target = tmp_path / "ws"
+    shutil.copytree(ws.offline, target / "offline")
+    proc = subprocess.run([TWOTOWER, "-w", str(target), "full-update", str(first.day)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again, g1 = gens.current(Workspace(target)), gens.load(ws, first.generation)
+    expected = {k: v for k, v in g1.metrics.items() if k not in INDEX_DEPENDENT}
+    assert {k: again.metrics[k] for k in expected} == expected
+    a = load_model(gens.directory(ws, g1.id) / g1.paths["checkpoint"], settings.model)
+    b = load_model(gens.directory(Workspace(target), again.id) / again.paths["checkpoint"], settings.model)
+    assert len(a.variables) == len(b.variables)
+    for x, y in zip(a.variables, b.variables):
+        np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=x.name)
 
 
 def test_each_generation_lives_in_its_own_online_slot(published):
@@ -86,7 +121,7 @@ def test_each_generation_lives_in_its_own_online_slot(published):
 def test_a_published_day_is_not_redone(published):
     settings, ws, (_, second) = published
     before = gens.read_pointer(ws)
-    again = run(settings, ws, second.day, log=lambda _m: None)
+    again = run(settings, ws, second.day)
     assert again.generation == second.generation and gens.read_pointer(ws) == before
 
 
@@ -115,7 +150,7 @@ def test_a_bad_day_publishes_nothing(world_copy, how, named):
     _corrupt(ws, day, how)
     before = gens.read_pointer(ws)
     with pytest.raises(ValidationFailed) as failure:
-        run(settings, ws, day, log=lambda _m: None)
+        run(settings, ws, day)
     assert named in str(failure.value), str(failure.value)
     assert gens.read_pointer(ws) == before
     assert not ws.tfrecords_dir(day).exists(), "nothing prepared"
@@ -171,7 +206,7 @@ def test_kill_9_at_each_step_then_rerun_completes(world_copy):
         _kill_during(ws, day, step, delay)
         served = _assert_served_consistent(settings, ws, g2)
         assert served.id == g2 or (step == "publish" and served.day == day)
-    result = run(settings, ws, day, log=lambda _m: None)
+    result = run(settings, ws, day)
     served = _assert_served_consistent(settings, ws, g2)
     assert served.id == result.generation and served.parent == g2 and served.day == day
     assert not any(p.name.startswith(".staging") for p in ws.generations_dir.iterdir())

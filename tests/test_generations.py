@@ -6,9 +6,9 @@ from datetime import date
 
 import pytest
 
-from twotower import generations as gens
-from twotower.errors import UserError
-from twotower.workspace import staged_dir
+from twotower.core import generations as gens
+from twotower.core.errors import UserError
+from twotower.core.files import staged_dir
 
 
 def _publish(ws, day: date, payload: str) -> gens.Manifest:

@@ -19,13 +19,13 @@ from incremental_support import (
 )  # fmt: skip
 from serving_support import shared_world
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.incremental import run
-from twotower.incremental.push import OnlineEmbeddings
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.pipelines.incremental import run
+from twotower.pipelines.incremental.push import OnlineEmbeddings
 from twotower.stream import open_stream
 from twotower.stream.emit import emit_day, emit_user
-from twotower.workspace import Workspace
+from twotower.core.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_clicks_on_redis_streams_reach_the_redis_store_and_the_next_request_newe
     emit_day(settings, ws, manifest.day + timedelta(days=1))
     clicks = emit_user(settings, ws, user, category, count=30, seed=3)
 
-    summary = run(settings, ws, max_events=4000, log=lambda _m: None)
+    summary = run(settings, ws, max_events=4000)
     after = online_rows(settings, ws, [user], manifest.embedding_slot).iloc[0]
     assert after.generation == g1 and not np.allclose(after.embedding, before.embedding)
     # Redis keeps the full timestamp: the stamp is exactly the newest click.
@@ -135,7 +135,7 @@ def test_kill_9_then_resume_on_redis_equals_an_uninterrupted_run(shared, tmp_pat
     log = kill_after_publishes(killed, 4)
     assert killed.returncode == -9 and sum(line.startswith("publish ") for line in log) == 4
     assert "resuming the chain of" in finish(start_incremental(settings, "--max-events", "900"))
-    run(settings_b, ws_b, max_events=900, log=lambda _m: None)  # the uninterrupted twin, in-process
+    run(settings_b, ws_b, max_events=900)  # the uninterrupted twin, in-process
 
     a, b = chain_state(ws, g1), chain_state(ws_b, g1)
     assert a.position == b.position == open_stream(settings, ws).end()

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twotower.errors import DataError, UserError
-from twotower.incremental.chain import next_stamps
-from twotower.incremental.examples import RecentRankedOut
-from twotower.incremental.freshness import BUCKETS, FreshnessRecorder
-from twotower.incremental.push import NONE, landed, newer
-from twotower.incremental.state import ChainState, StateStore
+from twotower.core.errors import DataError, UserError
+from twotower.pipelines.incremental.chain import next_stamps
+from twotower.pipelines.incremental.examples import RecentRankedOut
+from twotower.pipelines.incremental.freshness import BUCKETS, FreshnessRecorder
+from twotower.pipelines.incremental.push import NONE, landed, newer
+from twotower.pipelines.incremental.state import ChainState, StateStore
 from twotower.stream.emit import user_click_events
 from twotower.stream.file_log import FileEventLog
 

@@ -6,6 +6,7 @@ published but not served; day 2 is replayed onto the stream as "today's" events.
 
 from __future__ import annotations
 
+import logging
 import json
 import shutil
 import subprocess
@@ -21,11 +22,11 @@ from incremental_support import (
     online_rows, pick_user_and_categories, serving_g1, start_incremental, user_vector,
 )  # fmt: skip
 from serving_support import shared_world
-from twotower import generations as gens
-from twotower.errors import UserError
-from twotower.incremental import run
-from twotower.incremental.push import OnlineEmbeddings
-from twotower.incremental.updater import Updater, single_updater
+from twotower.core import generations as gens
+from twotower.core.errors import UserError
+from twotower.pipelines.incremental import run
+from twotower.pipelines.incremental.push import OnlineEmbeddings
+from twotower.pipelines.incremental.updater import Updater, single_updater
 from twotower.stream import open_stream
 from twotower.stream.emit import emit_day, emit_user
 
@@ -40,10 +41,6 @@ def world(shared, tmp_path):
     return serving_g1(shared, tmp_path / "ws")
 
 
-def quiet(_msg: str) -> None:
-    pass
-
-
 def clicks_of_one_category(shared, target, user: int, category: int, hour: int):
     """A fresh g1 world where day 2 is replayed and ``user`` clicks 30 items of ``category``
     now; runs the updater in-process and returns what the test inspects."""
@@ -56,7 +53,7 @@ def clicks_of_one_category(shared, target, user: int, category: int, hour: int):
     emit_day(settings, ws, manifest.day + timedelta(days=1))
     clicks = emit_user(settings, ws, user, category, count=30, seed=3)
     with single_updater(ws):
-        updater = Updater(settings, ws, quiet)
+        updater = Updater(settings, ws)
         summary = updater.loop(max_events=4000)
         updater.close()
     items = pd.read_parquet(ws.items_path)
@@ -127,8 +124,8 @@ def test_kill_9_mid_stream_then_resume_loses_and_repeats_nothing(world, tmp_path
     emit_user(settings, ws, 17, 3, count=12, seed=1)
     twin = tmp_path / "twin"
     shutil.copytree(ws.root, twin)  # identical stream, state and online store
-    from twotower.config import load_settings
-    from twotower.workspace import Workspace
+    from twotower.core.config import load_settings
+    from twotower.core.workspace import Workspace
 
     settings_b = load_settings(workspace=twin)
     ws_b = Workspace(settings_b.workspace)
@@ -141,7 +138,7 @@ def test_kill_9_mid_stream_then_resume_loses_and_repeats_nothing(world, tmp_path
     assert killed.returncode == -9 and sum(line.startswith("publish ") for line in log) == 5
     resumed = finish(start_incremental(settings, "--max-events", "700"))
     assert "resuming the chain of" in resumed
-    run(settings_b, ws_b, max_events=700, log=quiet)  # the uninterrupted twin (in-process: same code)
+    run(settings_b, ws_b, max_events=700)  # the uninterrupted twin (in-process: same code)
 
     a, b = chain_state(ws, g1), chain_state(ws_b, g1)
     assert a.position == b.position == open_stream(settings, ws).end()
@@ -177,17 +174,18 @@ def test_out_of_order_pushes_keep_the_newest(world):
     assert online.push(users[1:], old + 3, np.array([t + 6 * S]), g1, 0).pushed.tolist() == [2]
 
 
-def test_a_new_generation_restarts_the_chain(world):
+def test_a_new_generation_restarts_the_chain(world, caplog):
     settings, ws, g1, g2 = world
     m1, m2 = gens.load(ws, g1), gens.load(ws, g2)
     day2_end = emit_day(settings, ws, m2.day).end
-    run(settings, ws, max_events=5000, log=quiet)
+    run(settings, ws, max_events=5000)
     assert [d.name for d in ws.incremental_dir.iterdir() if not d.name.startswith(".")] == [g1]
     emit_user(settings, ws, 17, 3, count=8, seed=2)
 
     gens.flip(ws, g2)  # the next full update is published
-    logs: list[str] = []
-    summary = run(settings, ws, max_events=5000, log=logs.append)
+    with caplog.at_level(logging.INFO, logger="twotower"):
+        summary = run(settings, ws, max_events=5000)
+    logs = [r.getMessage() for r in caplog.records]
     assert any(f"new chain of {g2}" in line for line in logs) and any(f"discarded the chain of {g1}" in line for line in logs)
     assert [d.name for d in ws.incremental_dir.iterdir() if not d.name.startswith(".")] == [g2]
     state = chain_state(ws, g2)
@@ -209,7 +207,7 @@ def test_unknown_users_train_oov_rows_and_are_still_served(world):
     events = user_click_events(stranger, int(items.category.iloc[0]), 4, items, pd.Timestamp.now(tz="UTC").to_pydatetime(),
                                impressions=8, ranked_out=4, seed=0)  # fmt: skip
     open_stream(settings, ws).append(events)
-    summary = run(settings, ws, log=quiet)
+    summary = run(settings, ws)
     assert summary.totals.trained_clicks == 4 and summary.totals.no_own_row_users == 1
     assert summary.totals.pushed_users == 0, "an OOV row is shared: never pushed as one user's embedding"
     assert online_rows(settings, ws, [stranger], 0).iloc[0].generation is None
@@ -237,7 +235,7 @@ def test_bad_options_and_a_second_updater_get_clear_errors(world):
         emit_day(settings, ws, pd.Timestamp("2030-01-01").date())
     with single_updater(ws):
         with pytest.raises(UserError, match="another `twotower incremental`"):
-            run(settings, ws, log=quiet)
+            run(settings, ws)
     assert not (ws.stream_dir / "events").exists(), "nothing was appended"
 
 
@@ -248,7 +246,7 @@ def test_follow_mode_serves_a_fresh_click_within_seconds(world):
     stop = threading.Event()
     results: list = []
     follower = threading.Thread(
-        target=lambda: results.append(run(settings, ws, follow=True, batch_seconds=0.5, stop=stop, log=quiet)),
+        target=lambda: results.append(run(settings, ws, follow=True, batch_seconds=0.5, stop=stop)),
         daemon=True,
     )
     follower.start()
@@ -275,7 +273,7 @@ def test_follow_mode_serves_a_fresh_click_within_seconds(world):
 def test_publish_every_pushes_less_often_and_still_commits_everything(world):
     settings, ws, g1, _g2 = world
     emit_day(settings, ws, gens.load(ws, g1).day + timedelta(days=1))
-    summary = run(settings, ws, max_events=2000, publish_every=3600, log=quiet)
+    summary = run(settings, ws, max_events=2000, publish_every=3600)
     assert summary.totals.batches > 3 and summary.totals.publishes == 1
     stream = open_stream(settings, ws)
     assert stream.committed(settings.stream.group) == stream.end() == chain_state(ws, g1).position

@@ -9,14 +9,14 @@ import json
 import numpy as np
 import pytest
 
-from materialize import item_index
+from twotower.index import item_index
 from materialize.cluster import dask_client
-from materialize.item_index import INDEX_FILE, ItemIndex, choose_search_k, exact_topk, recall_against_exact
-from materialize.shard_build import build_index, build_sharded
-from materialize.shard_plan import estimate_annoy_bytes, plan_shards, shard_of
-from materialize.sharded_index import ShardedIndex, load_vectors, open_index
-from twotower.config import ConfigError, DaskSettings, IndexSettings, load_settings
-from twotower.errors import UserError
+from twotower.index.item_index import INDEX_FILE, ItemIndex, choose_search_k, exact_topk, recall_against_exact
+from twotower.index.shard_build import build_index, build_sharded
+from twotower.index.shard_plan import estimate_annoy_bytes, plan_shards, shard_of
+from twotower.index.sharded_index import ShardedIndex, load_vectors, open_index
+from twotower.core.config import ConfigError, DaskSettings, IndexSettings, load_settings
+from twotower.core.errors import UserError
 
 DIM, TREES = 16, 8
 
@@ -129,10 +129,10 @@ def test_memory_bound_splits_the_catalogue_and_is_checked(client, tmp_path):
 def test_full_update_with_three_shards_publishes_a_generation_that_serves(tmp_path):
     from serving.recall import POPULAR
     from serving.retriever import Retriever
-    from twotower import generations as gens
-    from twotower.full_update import run
-    from twotower.simulate import simulate
-    from twotower.workspace import Workspace
+    from twotower.core import generations as gens
+    from twotower.pipelines.full_update import run
+    from twotower.research.simulate import simulate
+    from twotower.core.workspace import Workspace
 
     # One Dask worker process: on 2 busy cores a second spawned TensorFlow worker costs more than it saves.
     settings = load_settings(
@@ -140,7 +140,7 @@ def test_full_update_with_three_shards_publishes_a_generation_that_serves(tmp_pa
     )
     ws = Workspace(settings.workspace)
     simulate(settings, ws, users=300, items=200, days=1, seed=5)
-    result = run(settings, ws, ws.days()[0], log=lambda _m: None)
+    result = run(settings, ws, ws.days()[0])
     manifest = gens.current(ws)
     assert manifest.id == result.generation
     gens.verify(ws, manifest)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from materialize.item_index import ItemIndex, build, choose_search_k, exact_topk, recall_against_exact
+from twotower.index.item_index import ItemIndex, build, choose_search_k, exact_topk, recall_against_exact
 
 
 def _clustered(n: int, dim: int, seed: int) -> np.ndarray:

@@ -22,8 +22,8 @@ import pytest
 
 from serving_support import REPO, TWOTOWER, copy_world, free_port, running, shared_world
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.full_update import DayWork
+from twotower.core import generations as gens
+from twotower.pipelines.day import DayWork
 
 sys.path.insert(0, str(REPO))
 from bench import publish_load  # noqa: E402

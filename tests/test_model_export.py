@@ -17,7 +17,7 @@ from tfrs_models.export import (
     user_vectors,
 )
 from tfrs_models.catalog import pad_lists
-from twotower.schema import USER_ID_EMBEDDING
+from twotower.core.schema import USER_ID_EMBEDDING
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from tfrs_models.catalog import ItemCatalog
 from tfrs_models.checkpoint import clone_model, load_model, save_model, warm_start
 from tfrs_models.export import item_vectors, user_vectors
 from tfrs_models.training import IncrementalTrainer, train_full, train_incremental
-from twotower.errors import UserError
+from twotower.core.errors import UserError
 
 
 def snapshot(variables) -> list[np.ndarray]:

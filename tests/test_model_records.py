@@ -11,7 +11,7 @@ import pytest
 from materialize.examples import build_examples, item_frequencies
 from model_data import data
 from tfrs_models.records import COLUMN_NAMES, empty_examples, frame_to_features, make_dataset, write_shard
-from twotower.errors import DataError
+from twotower.core.errors import DataError
 
 DAY = date(2026, 11, 1)
 

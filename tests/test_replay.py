@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twotower.config import load_settings
-from twotower.errors import UserError
-from twotower.replay.metrics import compare, recovery_hours
-from twotower.replay.strategies import KEYS, ORACLE
-from twotower.replay.tables import END, START, rewrite_block
-from twotower.workspace import Workspace
+from twotower.core.config import load_settings
+from twotower.core.errors import UserError
+from twotower.research.replay.metrics import compare, recovery_hours
+from twotower.research.replay.strategies import KEYS, ORACLE
+from twotower.research.replay.tables import END, START, rewrite_block
+from twotower.core.workspace import Workspace
 
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 TINY = ["--days", "2", "--seeds", "2", "--users", "200", "--items", "150", "--step-minutes", "240"]
@@ -87,8 +87,8 @@ def test_first_step_of_the_first_day_is_the_same_model_for_all_but_time_ordered(
 
 
 def test_oracle_ranks_agree_with_the_simulators_oracle(replayed):
-    from twotower.replay.channel import oracle_ranks
-    from twotower.replay.world import load_world, rows
+    from twotower.research.replay.channel import oracle_ranks
+    from twotower.research.replay.world import load_world, rows
 
     _, ws, _, _, _ = replayed
     world_ws = Workspace(ws.root / "replay" / "seed-1")
@@ -119,7 +119,7 @@ def test_rerun_with_unchanged_settings_reuses_every_seed(replayed):
     root, _, readme, results, _ = replayed
     proc = _replay(root, readme)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.count("reusing") == 2
+    assert (proc.stdout + proc.stderr).count("reusing") == 2  # the log (stderr)
     again = json.loads((root / "ws" / "replay" / "results.json").read_text())
     assert again["summary"] == results["summary"] and again["claims"] == results["claims"]
 

@@ -18,13 +18,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.replay.results import build_results
-from twotower.replay.strategies import KEYS, ORACLE
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.research.replay.results import build_results
+from twotower.research.replay.strategies import KEYS, ORACLE
 from twotower.report import write_report
-from twotower.simulate import simulate
-from twotower.workspace import Workspace
+from twotower.research.simulate import simulate
+from twotower.core.workspace import Workspace
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -65,7 +65,7 @@ def synthetic_clicks(seeds=(0, 1), days=("2026-11-02", "2026-11-03"), per_hour=3
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
-    from twotower.incremental.freshness import FreshnessRecorder
+    from twotower.pipelines.incremental.freshness import FreshnessRecorder
     from validation import validate_day
 
     root = tmp_path_factory.mktemp("report")

@@ -31,9 +31,9 @@ import pytest
 from bench import local_servers
 from serving_support import TWOTOWER, copy_world, free_port, running, shared_world, twotower_server
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.core.workspace import Workspace
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def raw(base: str, data: bytes, chunk: int = 16384, timeout: float = 10.0) -> tu
 
 # --- 1. binding ------------------------------------------------------------------------------
 def test_serve_listens_on_loopback_only_by_default(served):
-    from twotower.config import Settings
+    from twotower.core.config import Settings
 
     assert Settings().serving.host == "127.0.0.1" and Settings().serving.allow_public_bind is False
     port = int(served[3].rsplit(":", 1)[1])
@@ -115,7 +115,7 @@ def test_public_bind_needs_the_explicit_setting(served, how):
 
 def test_bind_decision(caplog):
     from serving.run import check_bind, is_loopback
-    from twotower.errors import UserError
+    from twotower.core.errors import UserError
 
     assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"))
     assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.1.2.3", "192.168.0.7", "no-such-host.invalid"))

@@ -25,7 +25,7 @@ from serving.recall import EMBEDDING, OOV_PROFILE, POPULAR
 from serving.retriever import pinned
 from serving_support import copy_world, shared_world, twotower_server
 from twotower import feature_store
-from twotower import generations as gens
+from twotower.core import generations as gens
 
 NEW_USER = 9_000_001  # a profile in the online store, no embedding (signed up after the full update)
 STALE_USER = 9_000_002  # a profile + an embedding stamped by another generation in the served slot

@@ -15,7 +15,7 @@ import pandas as pd
 from serving.online import reader as online_reader
 from serving_support import feast_server, shared_world
 from twotower import feature_store
-from twotower import generations as gens
+from twotower.core import generations as gens
 
 UNKNOWN = 987_654_321
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from serving.metrics import ServingMetrics
-from twotower.incremental.freshness import FreshnessRecorder
+from twotower.pipelines.incremental.freshness import FreshnessRecorder
 
 
 def test_freshness_histogram_and_lag_are_scraped(tmp_path):

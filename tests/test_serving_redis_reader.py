@@ -13,9 +13,9 @@ import pandas as pd
 from incremental_support import redis_server
 from serving_support import copy_world, shared_world
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.config import load_settings
-from twotower.workspace import Workspace
+from twotower.core import generations as gens
+from twotower.core.config import load_settings
+from twotower.core.workspace import Workspace
 
 
 def test_direct_reader_on_redis_equals_sqlite_and_does_not_grow(tmp_path_factory):

@@ -15,8 +15,8 @@ from serving.retriever import Retriever
 from serving.watcher import GenerationWatcher
 from serving_support import copy_world, shared_world
 from twotower import feature_store
-from twotower import generations as gens
-from twotower.errors import UserError
+from twotower.core import generations as gens
+from twotower.core.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_redis_online_store_serves_the_same_recall(world, tmp_path):
 
     from bench.local_servers import redis_server
     from materialize.user_embeddings import materialize_generation
-    from twotower.config import load_settings
+    from twotower.core.config import load_settings
 
     settings0, ws0, (_g1, g2) = world
     _, ws = copy_world(ws0, tmp_path / "ws")

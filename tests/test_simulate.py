@@ -7,11 +7,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from twotower import schema
-from twotower.schema import to_us
-from twotower.errors import UserError
-from twotower.simulate import Truth, simulate
-from twotower.workspace import Workspace
+from twotower.core import schema
+from twotower.core.timeutil import to_us
+from twotower.core.errors import UserError
+from twotower.research.simulate import Truth, simulate
+from twotower.core.workspace import Workspace
 
 
 def _clicks_with_category(ws: Workspace) -> pd.DataFrame:
@@ -21,7 +21,7 @@ def _clicks_with_category(ws: Workspace) -> pd.DataFrame:
 
 
 def test_same_seed_same_world_other_seed_other_world(settings, tmp_path):
-    from twotower.config import load_settings
+    from twotower.core.config import load_settings
 
     worlds = {}
     for name, seed in (("a", 3), ("b", 3), ("c", 4)):

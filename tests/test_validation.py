@@ -13,9 +13,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from twotower.config import load_settings
-from twotower.errors import DataError, ValidationFailed
-from twotower.workspace import Workspace
+from twotower.core.config import load_settings
+from twotower.core.errors import DataError, ValidationFailed
+from twotower.core.workspace import Workspace
 from validation import bounds
 from validation.gate import validate_day
 from validation.history import DayProfile

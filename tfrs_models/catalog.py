@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from twotower.errors import DataError
+from twotower.core.errors import DataError
 
 ITEM_FEATURE_COLUMNS = ("item_id", "category", "author_id", "tags")
 

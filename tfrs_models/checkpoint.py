@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from twotower.config import ModelSettings
-from twotower.errors import UserError
-from twotower.workspace import staged_dir
+from twotower.core.config import ModelSettings
+from twotower.core.errors import UserError
+from twotower.core.files import staged_dir
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.model import TwoTowerModel, build_model
 from tfrs_models.vocab import IdVocab
@@ -123,6 +123,23 @@ def warm_start(
             _grown_table(old.embeddings.numpy(), old.vocab, new.embeddings.numpy(), new.vocab)
         )
     return model
+
+
+def grown_from_oov(
+    model: TwoTowerModel, settings: ModelSettings, user_ids: np.ndarray, catalog: ItemCatalog
+) -> TwoTowerModel:
+    """The start of an incremental chain: ``model`` knowing ``user_ids`` and ``catalog``'s items,
+    each new ID's own row a copy of its OOV row - the vector serving gave that ID until now - so
+    its clicks personalise *its* vector from where serving stood (``model`` is untouched)."""
+    out = warm_start(model, settings, user_ids, catalog)
+    for name in ("user_ids", "item_ids"):
+        old, new = getattr(model, name), getattr(out, name)
+        fresh = new.vocab.ids[~old.vocab.contains(new.vocab.ids)]
+        if len(fresh):
+            table = new.embeddings.numpy()
+            table[new.vocab.rows(fresh)] = old.embeddings.numpy()[old.vocab.oov_rows(fresh)]
+            new.embeddings.assign(table)
+    return out
 
 
 def clone_model(model: TwoTowerModel, settings: ModelSettings | None = None) -> TwoTowerModel:

@@ -48,6 +48,21 @@ def recall_at_k(
     return {k: float((ranks < k).mean()) for k in ks}
 
 
+def popularity_recall_at_k(
+    item_ids: np.ndarray, clicks: np.ndarray, positive_item_ids: np.ndarray, ks: Sequence[int] = KS
+) -> dict[int, float]:
+    """``{K: recall@K}`` of the popularity baseline: every query gets the K most clicked items
+    (``clicks[i]`` clicks of ``item_ids[i]``; ties by item ID), the yardstick a personalised
+    model must beat on the same held-out clicks."""
+    order = np.lexsort((np.asarray(item_ids, np.int64), -np.asarray(clicks, np.int64)))
+    ranked = np.asarray(item_ids, np.int64)[order]
+    rank_of = pd.Series(np.arange(len(ranked)), index=ranked)
+    ranks = rank_of.reindex(np.asarray(positive_item_ids, np.int64)).fillna(np.iinfo(np.int32).max).to_numpy()
+    if len(ranks) == 0:
+        return {k: 0.0 for k in ks}
+    return {k: float((ranks < k).mean()) for k in ks}
+
+
 def evaluate_model(
     model: TwoTowerModel, examples: pd.DataFrame, items: pd.DataFrame, ks: Sequence[int] = KS
 ) -> dict[int, float]:

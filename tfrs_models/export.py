@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import twotower  # noqa: F401
 import tensorflow as tf
 
-from twotower.workspace import staged_dir
+from twotower.core.files import staged_dir
 from tfrs_models.catalog import ITEM_FEATURE_COLUMNS, latest_rows, pad_lists, require_columns
 from tfrs_models.model import TwoTowerModel
 from tfrs_models.numpy_tower import NUMPY_WEIGHTS, NumpyUserTower  # noqa: F401  (re-exported)

@@ -11,7 +11,6 @@ The ID tables are different: explicit vocabularies (see vocab.py), one row per k
 
 from __future__ import annotations
 
-import twotower  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 

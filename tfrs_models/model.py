@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from typing import Mapping
 
-import twotower  # noqa: F401
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from twotower.config import ModelSettings
+from twotower.core.config import ModelSettings
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.features import IdEmbedding
 from tfrs_models.tasks import Candidates, make_task

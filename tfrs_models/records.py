@@ -18,7 +18,6 @@ H x T matrix flattened); in a batch they are ``[B, L]`` tensors (``hard_tags``: 
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
@@ -26,12 +25,12 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
-import twotower  # noqa: F401  (Keras 2 before TensorFlow)
 import tensorflow as tf
 
 from tfrs_models.example_codec import encode_examples
-from twotower.config import ModelSettings
-from twotower.errors import DataError
+from twotower.core.files import atomic_path
+from twotower.core.config import ModelSettings
+from twotower.core.errors import DataError
 
 _DEFAULTS = ModelSettings()
 
@@ -158,17 +157,9 @@ def write_shard(df: pd.DataFrame, path: str | os.PathLike) -> int:
     path = Path(path)
     arrays = frame_arrays(df, where=str(path))
     records = encode_examples(arrays, {n: _BY_NAME[n].dtype for n in arrays})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        with tf.io.TFRecordWriter(tmp) as writer:
-            for record in records:
-                writer.write(record)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
+        for record in records:
+            writer.write(record)
     return len(df)
 
 

@@ -30,12 +30,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import twotower  # noqa: F401
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
-from twotower.config import ModelSettings
+from twotower.core.config import ModelSettings
 
 
 class Candidates(NamedTuple):

@@ -9,11 +9,10 @@ while the ID tables keep training.
 
 from __future__ import annotations
 
-import twotower  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from twotower.config import ModelSettings
+from twotower.core.config import ModelSettings
 from tfrs_models.features import HashedEmbedding, PooledEmbedding
 
 from tfrs_models.numpy_tower import USER_FEATURES  # one definition, shared with the numpy path

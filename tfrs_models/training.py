@@ -21,11 +21,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-import twotower  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from twotower.config import ModelSettings
+from twotower.core.config import ModelSettings
+from twotower.core.progress import progress
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.checkpoint import clone_model, warm_start
 from tfrs_models.model import TwoTowerModel, build_model
@@ -96,7 +96,7 @@ def as_dataset(data: Data, settings: ModelSettings, shuffle: bool, seed: int | N
     )
 
 
-def _graph_epoch(model: TwoTowerModel, dataset: tf.data.Dataset) -> TrainingRun:
+def _graph_epoch(model: TwoTowerModel, dataset: tf.data.Dataset, total_examples: int | None = None) -> TrainingRun:
     """``train_step``s inside the graph, STEPS_PER_CALL per call, until the data ends.
 
     The first call runs a single step, so the tracing cost is measured apart from the rest.
@@ -122,8 +122,10 @@ def _graph_epoch(model: TwoTowerModel, dataset: tf.data.Dataset) -> TrainingRun:
     iterator = iter(dataset)
     start, cpu_start = time.perf_counter(), time.process_time()
     limit = 1
+    bar = progress("train: one epoch", total_examples, unit="ex")
     while True:
         examples, steps, loss = (x.numpy() for x in run_steps(iterator, tf.constant(limit, tf.int64)))
+        bar.update(int(examples))
         run.examples += int(examples)
         run.steps += int(steps)
         loss_sum += float(loss)
@@ -134,6 +136,7 @@ def _graph_epoch(model: TwoTowerModel, dataset: tf.data.Dataset) -> TrainingRun:
         if steps < limit:
             break
         limit = STEPS_PER_CALL
+    bar.close()
     run.seconds = time.perf_counter() - start
     run.cpu_seconds = time.process_time() - cpu_start
     run.mean_loss = loss_sum / max(run.steps, 1)
@@ -148,6 +151,7 @@ def train_full(
     catalog: ItemCatalog,
     previous: TwoTowerModel | None = None,
     seed: int | None = None,
+    total_examples: int | None = None,
 ) -> TrainingRun:
     """One shuffled epoch over ``data`` with every variable trainable.
 
@@ -169,7 +173,7 @@ def train_full(
         model = warm_start(previous, settings, user_ids, catalog, seed=seed)
     model.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate))
     model.id_optimizer = make_optimizer(settings.id_optimizer, settings.id_learning_rate, settings.id_initial_accumulator)
-    return _graph_epoch(model, as_dataset(data, settings, shuffle=True, seed=seed))
+    return _graph_epoch(model, as_dataset(data, settings, shuffle=True, seed=seed), total_examples)
 
 
 class IncrementalTrainer:
@@ -197,6 +201,18 @@ class IncrementalTrainer:
         if trainable != {id(v) for v in model.id_embedding_variables()}:  # pragma: no cover
             raise AssertionError("incremental mode may train the ID embedding tables only")
         self._step = tf.function(model.train_step, reduce_retracing=True)
+
+    def train_micro_batch(self, features: dict[str, np.ndarray], batch_size: int, seed: int) -> list[float]:
+        """One micro-batch of the stream, in the order given, ``batch_size`` examples per step;
+        returns each step's loss. Steps run eagerly after seeding TF with ``seed``: the same
+        micro-batch replayed (after a crash, in another process) trains bit for bit the same.
+        This is the incremental update's one training move (the chain and the replay call it)."""
+        tf.random.set_seed(seed)
+        n = len(features["user_id"])
+        return [
+            float(self.model.train_step({k: v[i : i + batch_size] for k, v in features.items()})["loss"])
+            for i in range(0, n, batch_size)
+        ]
 
     def train(self, data: Data) -> IncrementalRun:
         """Train on ``data`` in the order given; report the touched users' new embeddings."""

@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-import twotower  # noqa: F401
 import tensorflow as tf
 import tf_keras as keras
 
-from twotower.errors import DataError
+from twotower.core.errors import DataError
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,12 @@
-"""Two-tower recall platform: orchestration (config, CLI, simulator, ingest, daily cycle).
+"""Two-tower recall platform. The package root of the layers (README "Architecture"):
+``core`` < ``adapters`` < data (``ingest``, ``stream``; ``validation/``) < model (``tfrs_models/``)
+< ``index`` < ``feature_store`` < ``materialize/`` | ``serving/`` < ``report`` < ``pipelines``
+< ``research`` < ``cli``, checked by import-linter (setup.cfg, tests/test_layers.py).
 
 TFRS 0.7.7 is written against Keras 2, while TensorFlow 2.21 ships Keras 3 by default.
-``TF_USE_LEGACY_KERAS`` must be set before TensorFlow is imported for the first time, so every
-package of this project sets it in its ``__init__`` (users never have to).
+``TF_USE_LEGACY_KERAS`` must be set before TensorFlow is imported for the first time: it is set
+here, once; the other top-level packages (``tfrs_models``, ``materialize``, ``validation``,
+``serving``) import this package in their ``__init__``, so users never have to.
 """
 
 import os

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from datetime import date, datetime, time, timedelta, timezone
 
-from twotower.config import ValidationSettings
+from twotower.core.config import ValidationSettings
 from validation.history import DayProfile
 
 

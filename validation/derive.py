@@ -12,7 +12,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from twotower import schema
+from twotower.core import schema
 from validation.history import DayProfile, History
 from validation.load import MISSING, Table
 
@@ -32,7 +32,7 @@ def qualified(table: str, column: str) -> str:
 
 def schema_frame(tables: list[Table]) -> pd.DataFrame:
     """One row; a column per ``table.column`` found in the files (in file order) or expected by
-    ``twotower.schema`` (value ``<missing>``); the value is the arrow type as stored."""
+    ``twotower.core.schema`` (value ``<missing>``); the value is the arrow type as stored."""
     row: dict[str, str] = {}
     for table in tables:
         for column, arrow_type in table.types.items():

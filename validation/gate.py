@@ -8,8 +8,9 @@ import json
 import time
 from datetime import date, datetime, timezone
 
-from twotower.config import Settings
-from twotower.workspace import Workspace, atomic_write_bytes
+from twotower.core.config import Settings
+from twotower.core.files import atomic_write_bytes
+from twotower.core.workspace import Workspace
 from validation import bounds, derive, history, load, project
 from validation.history import summary_path
 from validation.report import ValidationReport, failures_of

@@ -17,8 +17,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from twotower.errors import DataError
-from twotower.workspace import Workspace, atomic_write_bytes
+from twotower.core.errors import DataError
+from twotower.core.files import atomic_write_bytes
+from twotower.core.workspace import Workspace
 from validation.load import day_parts, read_table
 
 

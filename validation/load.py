@@ -14,8 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from twotower.errors import DataError
-from twotower.workspace import Workspace
+from twotower.core.errors import DataError
+from twotower.core.workspace import Workspace
 
 
 MISSING = "<missing>"

@@ -26,7 +26,7 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context import AbstractDataContext
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
-from twotower.workspace import Workspace
+from twotower.core.workspace import Workspace
 from validation.suites import ASSETS, build_suites
 
 DATASOURCE = "offline_day"

@@ -13,7 +13,7 @@ from typing import Any
 
 from great_expectations.util import convert_to_json_serializable
 
-from twotower.errors import ValidationFailed
+from twotower.core.errors import ValidationFailed
 
 _NOT_BOUNDS = {"column", "column_list", "column_A", "column_B", "batch_id", "result_format",
                "catch_exceptions", "include_config", "description"}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
-from twotower import schema
+from twotower.core import schema
 from validation.derive import LINK_COLUMNS, qualified
 from validation.load import type_name
 

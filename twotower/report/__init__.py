@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import twotower  # noqa: F401
 
-from twotower.config import Settings
-from twotower.workspace import Workspace, atomic_write_bytes
+from twotower.core.config import Settings
+from twotower.core.files import atomic_write_bytes
+from twotower.core.workspace import Workspace
 
 INDEX = "index.html"
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-from twotower.workspace import Workspace
+from twotower.core.workspace import Workspace
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BENCH_DIR = REPO_ROOT / "bench" / "results"
@@ -50,7 +50,7 @@ def _day_of(path: Path) -> date | None:
 
 
 def collect(ws: Workspace, bench_dir: Path | None = None) -> Sources:
-    from twotower import generations as gens
+    from twotower.core import generations as gens
 
     out = Sources()
     summaries = ws.gx_dir / "summaries"

@@ -8,7 +8,6 @@ from html import escape
 from pathlib import Path
 
 from twotower.report import plots
-from twotower.replay.tables import verdict_text
 from twotower.report.collect import Sources, freshness_buckets, http_runs
 
 CSS = """
@@ -126,7 +125,7 @@ def replay_section(src: Sources) -> str:
     claims = []
     for c in r["claims"]:
         diffs = "<br>".join(f"{escape(n)}: {100 * v['mean']:+.1f} ± {100 * v['std']:.1f} pts" for n, v in c["by_k"].items())
-        verdict = f"<b class='{'ok' if c['verdict'] == 'holds' else 'bad'}'>{escape(verdict_text(c['verdict']))}</b>"
+        verdict = f"<b class='{'ok' if c['verdict'] == 'holds' else 'bad'}'>{escape(c.get('verdict_text', c['verdict']))}</b>"
         claims.append([escape(c["claim"]), diffs, verdict])
     k = max(cfg["ks"])
     intro = (f"<p class='muted'>{len(cfg['seeds'])} seeds × {cfg['days']} simulated days ({cfg['users']:,} users, "

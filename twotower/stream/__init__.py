@@ -9,11 +9,10 @@ group. ``emit`` puts events on it (a day replayed from the offline store, or one
 
 from __future__ import annotations
 
-import twotower  # noqa: F401
 
-from twotower.config import Settings
+from twotower.core.config import Settings
 from twotower.stream.base import APPENDED_AT, COLUMNS, EventStream, StreamBatch
-from twotower.workspace import Workspace
+from twotower.core.workspace import Workspace
 
 __all__ = ["APPENDED_AT", "COLUMNS", "EventStream", "StreamBatch", "open_stream"]
 

@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from twotower import schema
-from twotower.errors import DataError
+from twotower.core import schema
+from twotower.core.errors import DataError
 
 APPENDED_AT = "appended_at"
 COLUMNS = (*schema.EVENTS.names, APPENDED_AT)

@@ -15,9 +15,9 @@ from datetime import date, datetime, timezone
 import numpy as np
 import pandas as pd
 
-from twotower.config import Settings
-from twotower.errors import UserError
-from twotower.workspace import Workspace
+from twotower.core.config import Settings
+from twotower.core.errors import UserError
+from twotower.core.workspace import Workspace
 
 REQUEST_GAP_US = 3_000_000  # requests of one emitted session are 3 s apart
 CLICK_DELAY_US = 1_000_000  # a click comes 1 s after its request

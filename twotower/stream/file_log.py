@@ -14,7 +14,6 @@ in order and never a torn one; a crashed append leaves only a ``.tmp-*`` file th
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -26,9 +25,9 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from twotower.errors import UserError
+from twotower.core.errors import UserError
 from twotower.stream.base import APPENDED_AT, SCHEMA, EventStream, StreamBatch, empty_events, now_utc, to_events_table
-from twotower.workspace import atomic_file, atomic_write_bytes
+from twotower.core.files import atomic_file, atomic_write_bytes, file_lock
 
 _CHUNK = re.compile(r"^(\d{20})-(\d{10})\.arrow$")
 
@@ -70,13 +69,8 @@ class FileEventLog(EventStream):
 
     @contextmanager
     def _append_lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".append.lock", "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(self.root / ".append.lock"):
+            yield
 
     # --- the contract ---------------------------------------------------------------------
     def append(self, events: pd.DataFrame) -> str:
@@ -93,11 +87,6 @@ class FileEventLog(EventStream):
             with atomic_file(self.chunks_dir / f"{first:020d}-{table.num_rows:010d}.arrow") as fh:
                 with pa.ipc.new_file(fh, SCHEMA) as writer:
                     writer.write_table(table)
-            dir_fd = os.open(self.chunks_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
             return str(first + table.num_rows)
 
     def _position(self, position: str, end: int) -> int:

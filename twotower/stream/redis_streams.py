@@ -9,7 +9,7 @@ The committed position of a group is the consumer group's *last-delivered ID*, m
 ``XGROUP SETID`` (one atomic command) after the consumer has made its work durable. Entries are
 read with ``XRANGE`` after the position the consumer's own state says it has processed, not with
 ``XREADGROUP``: the consumer's state and position are persisted together (see
-twotower/incremental/state.py), so it never needs the pending-entries list to find out what to
+twotower/pipelines/incremental/state.py), so it never needs the pending-entries list to find out what to
 redo, and a rewind (a new generation's chain starting earlier) is one ``SETID``.
 """
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from twotower.config import StreamSettings
-from twotower.errors import UserError
+from twotower.core.config import StreamSettings
+from twotower.core.errors import UserError
 from twotower.stream.base import APPENDED_AT, SCHEMA, EventStream, StreamBatch, empty_events, to_events_table
 
 _FIELDS = (b"e", b"r", b"u", b"i", b"t", b"p", b"ts")

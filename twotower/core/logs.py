@@ -1,0 +1,38 @@
+"""The one logging setup (the CLI and the benchmarks call ``configure``).
+
+The platform's messages (loggers ``twotower``, ``tfrs_models``, ``materialize``, ``validation``,
+``serving``) are plain lines on stderr; results are printed on stdout. Everything from the
+dependencies - TensorFlow's C++ log, absl, Feast, Dask, GX, Python warnings - is off unless
+``-v``, which also shows each message's time, logger and level.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+
+PLATFORM = ("twotower", "tfrs_models", "materialize", "validation", "serving")
+DEPENDENCIES = ("distributed", "feast", "great_expectations", "absl", "tensorflow", "numexpr", "urllib3", "asyncio")
+
+
+def configure(verbose: bool = False) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    fmt = "%(asctime)s %(name)s %(levelname)s: %(message)s" if verbose else "%(message)s"
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in PLATFORM:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+        return
+    # Before TensorFlow, Dask or a worker process starts: they read these at import.
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")  # inherited by spawned Dask workers
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    warnings.filterwarnings("ignore")
+    for name in DEPENDENCIES:
+        logging.getLogger(name).setLevel(logging.ERROR)

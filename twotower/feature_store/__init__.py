@@ -1,0 +1,147 @@
+"""Running Feast against a workspace: the effective ``feature_store.yaml``, apply, the SDK handle.
+
+The declarations live in ``feature_repo/`` (the truth); which online store they go to comes from
+the typed settings, rendered into ``<workspace>/feast/feature_store.yaml``. ``feast apply`` runs
+as the real Feast CLI in a subprocess (exactly what a user types by hand, and Feast's apply
+changes the process's working directory); reads use the SDK in-process (``store``), and
+``materialize.online`` materializes with it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import yaml
+
+from twotower.core import schema
+from twotower.core.config import Settings
+from twotower.core.errors import UserError
+from twotower.core.files import atomic_path, atomic_write_bytes
+from twotower.core.workspace import Workspace
+
+# Where the package's own feature repo is: beside the package in a source checkout, under the
+# environment's data directory in an installed wheel (setup.cfg's data_files).
+_CHECKOUT_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
+INSTALLED_REPO = Path(sysconfig.get_path("data")) / "share" / "twotower" / "feature_repo"
+FEATURE_REPO = _CHECKOUT_REPO if _CHECKOUT_REPO.is_dir() else INSTALLED_REPO
+REDIS_PASSWORD_ENV = "TWOTOWER_ONLINE_STORE__REDIS_PASSWORD"
+
+
+def feature_repo(settings: Settings) -> Path:
+    """The Feast repo whose declarations are applied: ``feature_repo`` from the settings, else the
+    package's own (the default world's declarations)."""
+    repo = settings.feature_repo or FEATURE_REPO
+    if not repo.is_dir() or not any(repo.glob("*.py")):
+        where = "feature_repo (TWOTOWER_FEATURE_REPO)" if settings.feature_repo else "the package's feature repo"
+        raise UserError(f"{where}: {repo} is not a Feast feature repo (no directory with .py declarations)")
+    return repo
+
+
+def render_yaml(settings: Settings, ws: Workspace) -> str:
+    """The effective Feast config. Secrets stay as ``${VAR}`` (Feast expands them at load)."""
+    if settings.online_store.type == "redis":
+        o = settings.online_store
+        # Bounded waits for every client of the store (redis-py waits forever by default).
+        conn = f"{o.redis_host}:{o.redis_port},socket_connect_timeout={o.connect_timeout_s},socket_timeout={o.timeout_s}"
+        if settings.online_store.redis_password is not None:
+            conn += ",password=${%s}" % REDIS_PASSWORD_ENV
+        # Newest-wins is decided by our push path (generation first, then event time) and
+        # materialize writes a new generation into its own slot; Feast's timestamp-only dedup
+        # would silently drop a newer generation's rows whose event time is older.
+        online = {"type": "redis", "connection_string": conn, "skip_dedup": True}
+    else:
+        online = {"type": "sqlite", "path": str(ws.feast_dir / "online_store.db")}
+    config = {
+        "project": settings.feast_project,
+        "provider": "local",
+        # A file registry written by temp file + rename (Feast's own rewrites it in place).
+        "registry": {"registry_type": "file", "path": str(ws.feast_dir / "registry.db"),
+                     "registry_store_type": "twotower.adapters.feast_registry.AtomicFileRegistryStore"},
+        "online_store": online,
+        "offline_store": {"type": "dask"},
+        "entity_key_serialization_version": 3,
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def feast_env(settings: Settings, ws: Workspace) -> dict[str, str]:
+    env = dict(os.environ, TWOTOWER_WORKSPACE=str(ws.root))
+    if settings.online_store.redis_password is not None:
+        env[REDIS_PASSWORD_ENV] = settings.online_store.redis_password.get_secret_value()
+    return env
+
+
+def prepare(settings: Settings, ws: Workspace) -> Path:
+    """Write the effective yaml and make sure every source path exists."""
+    ws.ensure()
+    atomic_write_bytes(ws.feature_store_yaml, render_yaml(settings, ws).encode())
+    if not any(ws.user_embeddings_dir.glob("*.parquet")):
+        # An empty, typed file: the embedding source is valid before the first generation.
+        with atomic_path(ws.user_embeddings_dir / "empty.parquet") as tmp:
+            pq.write_table(schema.USER_ID_EMBEDDING.empty_table(), tmp)
+    return ws.feature_store_yaml
+
+
+def apply(settings: Settings, ws: Workspace) -> str:
+    """``feast apply`` of the feature repo against the workspace (idempotent). Returns Feast's output."""
+    if not ws.users_path.exists() or not ws.items_path.exists():
+        raise UserError(
+            f"no offline store in {ws.root}: run `twotower simulate` or `twotower ingest` first"
+        )
+    path = prepare(settings, ws)
+    adopt_copied_registry(ws)
+    feast = Path(sys.executable).with_name("feast")
+    proc = subprocess.run(
+        [str(feast), "-f", str(path), "apply"],
+        cwd=feature_repo(settings),
+        env=feast_env(settings, ws),
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise UserError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc.stdout
+
+
+def adopt_copied_registry(ws: Workspace) -> bool:
+    """Point the registry's SQLite tables at this workspace's online store; True if it changed.
+
+    Feast's registry records each SQLite table with the absolute path of its database. In a
+    copied or moved workspace those paths still name the *original's* database, and the next
+    ``feast apply`` tears down the tables it no longer declares there: it drops the original
+    workspace's online tables (measured: a copy's full update emptied the source's store, and
+    the copy's own materialize then failed with "no such table"). The database here is always
+    ``<workspace>/feast/online_store.db`` (``render_yaml``), so any other path is a copy's.
+    """
+    from feast.protos.feast.core.Registry_pb2 import Registry
+
+    path = ws.feast_dir / "registry.db"
+    if not path.exists():
+        return False
+    proto = Registry()
+    proto.ParseFromString(path.read_bytes())
+    mine = str(ws.feast_dir / "online_store.db")
+    moved = [o for o in proto.infra.infra_objects if o.HasField("sqlite_table") and o.sqlite_table.path != mine]
+    for obj in moved:
+        obj.sqlite_table.path = mine
+    if moved:
+        atomic_write_bytes(path, proto.SerializeToString())
+    return bool(moved)
+
+
+def store(settings: Settings, ws: Workspace):
+    """A Feast SDK handle on the workspace's registry and online store."""
+    from feast import FeatureStore
+
+    if not (ws.feast_dir / "registry.db").exists():
+        raise UserError(f"no Feast registry in {ws.feast_dir}: run `twotower feast apply` first")
+    os.environ["TWOTOWER_WORKSPACE"] = str(ws.root)
+    if settings.online_store.redis_password is not None:
+        os.environ[REDIS_PASSWORD_ENV] = settings.online_store.redis_password.get_secret_value()
+    return FeatureStore(repo_path=str(feature_repo(settings)), fs_yaml_file=prepare(settings, ws))
