@@ -20,8 +20,8 @@ starts over; a complete day is not prepared twice.
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import os
 import shutil
 import time
@@ -40,6 +40,7 @@ from tfrs_models.records import empty_examples, write_shard
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
 from twotower.core.files import staged_dir
+from twotower.core.progress import showing
 from twotower.core.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -161,7 +162,8 @@ def prepare_day(
         )  # fmt: skip
         started = time.perf_counter()
         future = client.compute(written)
-        progress(future, scheduler=client.scheduler.address)
+        if showing():  # Dask's own bar, on a terminal only (it prints a line per update otherwise)
+            progress(future, scheduler=client.scheduler.address)
         shards = future.result()
         logger.info(f"prepare: shuffle + examples + shards in {time.perf_counter() - started:.1f}s")
         started = time.perf_counter()

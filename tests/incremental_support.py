@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -106,20 +105,6 @@ def start_incremental(settings: Settings, *args: str) -> subprocess.Popen:
         [TWOTOWER, "incremental", *args], env=env_for(settings), stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip
-
-
-def kill_after_publishes(proc: subprocess.Popen, publishes: int) -> list[str]:
-    """Read the updater's log; kill -9 its process group right after the n-th publish line."""
-    lines, seen = [], 0
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("publish "):
-            seen += 1
-            if seen == publishes:
-                os.killpg(proc.pid, signal.SIGKILL)
-                break
-    proc.wait(timeout=30)
-    return lines
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> str:

@@ -174,3 +174,24 @@ def test_a_feature_repo_that_is_not_one_is_named(tmp_path):
     with pytest.raises(UserError, match=r"feature_repo \(TWOTOWER_FEATURE_REPO\): .*nowhere is not a Feast feature repo"):
         feature_store.feature_repo(settings)
     assert feature_store.feature_repo(load_settings(workspace=tmp_path / "ws")) == feature_store.FEATURE_REPO
+
+
+def test_apply_is_skipped_only_while_nothing_it_reads_changed(world_copy, tmp_path):
+    settings, ws = world_copy
+    repo = tmp_path / "repo"
+    shutil.copytree(feature_store.FEATURE_REPO, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    settings = settings.model_copy(update={"feature_repo": repo})
+    assert "skipped" not in feature_store.apply(settings, ws)  # the first apply runs
+    assert "skipped" in feature_store.apply(settings, ws)  # nothing changed
+    declarations = next(p for p in sorted(repo.glob("*.py")) if "FeatureView(" in p.read_text())
+    declarations.write_text(declarations.read_text() + "\n# an edit of the user's repo\n")
+    assert "skipped" not in feature_store.apply(settings, ws)  # the declarations moved
+    assert "skipped" in feature_store.apply(settings, ws)
+    registry = ws.feast_dir / "registry.db"
+    registry.write_bytes(registry.read_bytes())  # same bytes: still the registry it left
+    assert "skipped" in feature_store.apply(settings, ws)
+    store = feature_store.store(settings, ws)
+    store.registry.refresh()
+    store.apply([])  # someone else writes the registry
+    assert "skipped" not in feature_store.apply(settings, ws)
+    assert "skipped" not in feature_store.apply(settings, ws, force=True)  # `twotower feast apply`

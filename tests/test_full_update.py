@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -166,47 +163,3 @@ def test_a_bad_day_exits_non_zero_naming_the_expectation(world_copy):
     out = proc.stdout + proc.stderr
     assert proc.returncode == ValidationFailed.exit_code, out
     assert "expect_column_values_to_be_null" in out and "unknown_item_id" in out, out
-
-
-def _start(ws: Workspace, day) -> subprocess.Popen:
-    return subprocess.Popen(
-        [TWOTOWER, "-w", str(ws.root), "full-update", str(day)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )  # fmt: skip
-
-
-def _kill_during(ws: Workspace, day, step: str, delay: float) -> None:
-    """Start the full update and kill -9 its whole process group once ``step`` has started."""
-    proc = _start(ws, day)
-    for line in proc.stdout:
-        if line.strip() == f"== {step}":
-            time.sleep(delay)
-            os.killpg(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, f"the run ended before {step} could be killed"
-
-
-def _assert_served_consistent(settings, ws, expected_parent: str) -> gens.Manifest:
-    served = gens.current(ws)
-    gens.verify(ws, served)
-    table = pd.read_parquet(gens.directory(ws, served.id) / "user_id_embedding.parquet").head(10)
-    got = _online(settings, ws, table.user_id, served.embedding_slot)
-    assert got["generation"] == [served.id] * len(table)
-    np.testing.assert_allclose(np.array(got["embedding"], np.float32), np.stack(table.embedding), rtol=1e-6)
-    assert served.id == expected_parent or served.parent == expected_parent
-    return served
-
-
-def test_kill_9_at_each_step_then_rerun_completes(world_copy):
-    settings, ws = world_copy
-    day = ws.days()[2]
-    g2 = gens.current(ws).id
-    for step, delay in (("prepare", 1.0), ("export", 0.5), ("publish", 2.0)):
-        _kill_during(ws, day, step, delay)
-        served = _assert_served_consistent(settings, ws, g2)
-        assert served.id == g2 or (step == "publish" and served.day == day)
-    result = run(settings, ws, day)
-    served = _assert_served_consistent(settings, ws, g2)
-    assert served.id == result.generation and served.parent == g2 and served.day == day
-    assert not any(p.name.startswith(".staging") for p in ws.generations_dir.iterdir())

@@ -13,10 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from incremental_support import (
-    S, category_share, chain_state, finish, kill_after_publishes, online_rows, redis_server, serving_g1,
-    start_incremental,
-)  # fmt: skip
+from incremental_support import S, category_share, online_rows, redis_server, serving_g1
 from serving_support import shared_world
 from twotower import feature_store
 from twotower.core import generations as gens
@@ -112,38 +109,3 @@ def test_clicks_on_redis_streams_reach_the_redis_store_and_the_next_request_newe
     assert online.read(users[:1], 1).generation.tolist() == [g_later]
     assert online.push(users[:1], old, np.array([t + 99 * S]), g1, 1).skipped.tolist() == [1]
     assert online.push(users[1:2], old + 3, np.array([t + 6 * S]), g1, 1).pushed.tolist() == [2]
-
-
-def test_kill_9_then_resume_on_redis_equals_an_uninterrupted_run(shared, tmp_path, port):
-    """A (Redis Streams + Redis store) is killed mid-stream and resumed; B (the same stream entries,
-    IDs and all, on another stream key + its own SQLite store) runs without interruption."""
-    import redis
-
-    settings, ws, g1 = on_redis(shared, tmp_path / "a", port)
-    emit_day(settings, ws, gens.load(ws, g1).day + timedelta(days=1))
-    emit_user(settings, ws, 17, 3, count=12, seed=1)
-    client = redis.Redis(port=port)
-    with client.pipeline(transaction=True) as pipe:
-        for entry_id, fields in client.xrange("events"):
-            pipe.xadd("events-b", fields, id=entry_id)
-        pipe.execute()
-    _, ws_b0, _, _ = serving_g1(shared, tmp_path / "b")
-    settings_b = load_settings(workspace=ws_b0.root, stream={"type": "redis", "redis_port": port, "name": "events-b"})
-    ws_b = Workspace(settings_b.workspace)
-
-    killed = start_incremental(settings, "--max-events", "900")
-    log = kill_after_publishes(killed, 4)
-    assert killed.returncode == -9 and sum(line.startswith("publish ") for line in log) == 4
-    assert "resuming the chain of" in finish(start_incremental(settings, "--max-events", "900"))
-    run(settings_b, ws_b, max_events=900)  # the uninterrupted twin, in-process
-
-    a, b = chain_state(ws, g1), chain_state(ws_b, g1)
-    assert a.position == b.position == open_stream(settings, ws).end()
-    for name in b.arrays:
-        assert np.array_equal(a.arrays[name], b.arrays[name]), name
-    for s, w in ((settings, ws), (settings_b, ws_b)):
-        assert open_stream(s, w).committed(s.stream.group) == a.position
-    users = b.arrays["user_vocab"][b.arrays["stamp_us"] > 0]
-    ra, rb = online_rows(settings, ws, users, 0), online_rows(settings_b, ws_b, users, 0)
-    np.testing.assert_array_equal(np.stack(ra.embedding), np.stack(rb.embedding))  # Redis == SQLite
-    assert ((ra.event_us // S) == (rb.event_us // S)).all() and (ra.generation == g1).all()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import json
-import shutil
 import subprocess
 import time
 from datetime import timedelta
@@ -18,8 +17,8 @@ import pandas as pd
 import pytest
 
 from incremental_support import (
-    S, TWOTOWER, category_scores, category_share, chain_state, env_for, finish, kill_after_publishes,
-    online_rows, pick_user_and_categories, serving_g1, start_incremental, user_vector,
+    S, TWOTOWER, category_scores, category_share, chain_state, env_for, online_rows, pick_user_and_categories,
+    serving_g1, user_vector,
 )  # fmt: skip
 from serving_support import shared_world
 from twotower.core import generations as gens
@@ -116,44 +115,6 @@ def test_a_user_clicking_a_new_category_is_served_toward_it_after_one_publish(sh
     lag = fresh["window"]["append_to_visible_seconds"]
     assert lag["count"] == summary.totals.pushed_users and 0 < lag["p95"] < 120
     assert fresh["histogram"]["append_to_visible_seconds"]["count"] == lag["count"]
-
-
-def test_kill_9_mid_stream_then_resume_loses_and_repeats_nothing(world, tmp_path):
-    settings, ws, g1, _g2 = world
-    emit_day(settings, ws, gens.load(ws, g1).day + timedelta(days=1))
-    emit_user(settings, ws, 17, 3, count=12, seed=1)
-    twin = tmp_path / "twin"
-    shutil.copytree(ws.root, twin)  # identical stream, state and online store
-    from twotower.core.config import load_settings
-    from twotower.core.workspace import Workspace
-
-    settings_b = load_settings(workspace=twin)
-    ws_b = Workspace(settings_b.workspace)
-    from twotower import feature_store
-
-    feature_store.prepare(settings_b, ws_b)
-
-    killed = start_incremental(settings, "--max-events", "700")
-    log = kill_after_publishes(killed, 5)
-    assert killed.returncode == -9 and sum(line.startswith("publish ") for line in log) == 5
-    resumed = finish(start_incremental(settings, "--max-events", "700"))
-    assert "resuming the chain of" in resumed
-    run(settings_b, ws_b, max_events=700)  # the uninterrupted twin (in-process: same code)
-
-    a, b = chain_state(ws, g1), chain_state(ws_b, g1)
-    assert a.position == b.position == open_stream(settings, ws).end()
-    for name in b.arrays:
-        assert np.array_equal(a.arrays[name], b.arrays[name]), name
-    for w, s in ((ws, settings), (ws_b, settings_b)):
-        stream = open_stream(s, w)
-        assert stream.committed(s.stream.group) == stream.end()
-    users = b.arrays["user_vocab"][b.arrays["stamp_us"] > 0]
-    ra, rb = online_rows(settings, ws, users, 0), online_rows(settings_b, ws_b, users, 0)
-    assert (ra.generation == g1).all() and ra.event_us.tolist() == rb.event_us.tolist()
-    np.testing.assert_array_equal(np.stack(ra.embedding), np.stack(rb.embedding))
-    trained = np.stack(ra.embedding)
-    rows = pd.Index(b.arrays["user_vocab"]).get_indexer(users)
-    np.testing.assert_array_equal(trained, b.arrays["user_table"][rows])
 
 
 def test_out_of_order_pushes_keep_the_newest(world):

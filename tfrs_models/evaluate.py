@@ -19,6 +19,54 @@ from tfrs_models.model import TwoTowerModel
 KS = (10, 50, 100)
 
 
+MISS = np.iinfo(np.int32).max  # the rank of a positive that is not among the items at all
+
+
+def exact_ranks(
+    query_vectors: np.ndarray,
+    positive_item_ids: np.ndarray,
+    item_ids: np.ndarray,
+    item_matrix: np.ndarray,
+    *,
+    query_us: np.ndarray | None = None,
+    created_us: np.ndarray | None = None,
+    chunk: int = 1024,
+) -> np.ndarray:
+    """Rank (0 = top) of each query's positive item among all items by score ``a . b``: the
+    number of items scoring strictly higher (ties favour the positive); ``MISS`` for a positive
+    not in ``item_ids``. With ``query_us`` / ``created_us``, only items that existed at each
+    query's time compete (the replay's catalogue grows during the day).
+
+    The one exact rank counter: evaluation (recall@K) and the replay experiment use it; the
+    positive's score is read from the same score matrix, so rounding cannot move it.
+    """
+    queries = np.asarray(query_vectors, dtype=np.float32)
+    positives = np.asarray(positive_item_ids, dtype=np.int64)
+    item_ids = np.asarray(item_ids, dtype=np.int64)
+    n = len(queries)
+    if n == 0 or len(item_ids) == 0:
+        return np.full(n, MISS, np.int64)
+    order = np.argsort(item_ids, kind="stable")
+    pos = order[np.minimum(np.searchsorted(item_ids, positives, sorter=order), len(item_ids) - 1)]
+    known = item_ids[pos] == positives
+    items_t = np.ascontiguousarray(np.asarray(item_matrix, dtype=np.float32).T)
+    late = np.zeros(0, np.int64)
+    if created_us is not None:
+        created_us = np.asarray(created_us, np.int64)
+        query_us = np.asarray(query_us, np.int64)
+        late = np.nonzero(created_us > query_us.min())[0]  # created after some query: take back
+    ranks = np.zeros(n, np.int64)
+    for s in range(0, n, chunk):
+        e = min(s + chunk, n)
+        scores = queries[s:e] @ items_t
+        target = scores[np.arange(e - s), pos[s:e]][:, None]
+        higher = (scores > target).sum(axis=1)
+        if len(late):
+            higher -= ((scores[:, late] > target) & (created_us[late][None, :] > query_us[s:e, None])).sum(axis=1)
+        ranks[s:e] = higher
+    return np.where(known, np.minimum(ranks, MISS), MISS)
+
+
 def recall_at_k(
     query_vectors: np.ndarray,
     positive_item_ids: np.ndarray,
@@ -28,23 +76,9 @@ def recall_at_k(
     chunk: int = 1024,
 ) -> dict[int, float]:
     """``{K: recall@K}``; a positive not in ``item_ids`` counts as a miss."""
-    query_vectors = np.asarray(query_vectors, dtype=np.float32)
-    positive_item_ids = np.asarray(positive_item_ids, dtype=np.int64)
-    n = len(query_vectors)
-    if n == 0:
+    ranks = exact_ranks(query_vectors, positive_item_ids, item_ids, item_matrix, chunk=chunk)
+    if len(ranks) == 0:
         return {k: 0.0 for k in ks}
-    order = np.argsort(item_ids)
-    pos = np.searchsorted(item_ids, positive_item_ids, sorter=order)
-    pos = order[np.minimum(pos, len(item_ids) - 1)]
-    known = item_ids[pos] == positive_item_ids
-    ranks = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    items_t = np.ascontiguousarray(item_matrix.T, dtype=np.float32)
-    for s in range(0, n, chunk):
-        scores = query_vectors[s : s + chunk] @ items_t
-        target = scores[np.arange(len(scores)), pos[s : s + chunk]][:, None]
-        # rank = number of items scoring strictly higher (ties favour the positive)
-        ranks[s : s + chunk] = (scores > target).sum(axis=1)
-    ranks[~known] = np.iinfo(np.int64).max
     return {k: float((ranks < k).mean()) for k in ks}
 
 
@@ -57,7 +91,7 @@ def popularity_recall_at_k(
     order = np.lexsort((np.asarray(item_ids, np.int64), -np.asarray(clicks, np.int64)))
     ranked = np.asarray(item_ids, np.int64)[order]
     rank_of = pd.Series(np.arange(len(ranked)), index=ranked)
-    ranks = rank_of.reindex(np.asarray(positive_item_ids, np.int64)).fillna(np.iinfo(np.int32).max).to_numpy()
+    ranks = rank_of.reindex(np.asarray(positive_item_ids, np.int64)).fillna(MISS).to_numpy()
     if len(ranks) == 0:
         return {k: 0.0 for k in ks}
     return {k: float((ranks < k).mean()) for k in ks}

@@ -43,7 +43,7 @@ def feast_apply(ctx: typer.Context) -> None:
     """`feast apply` of feature_repo/ against this workspace."""
     from twotower import feature_store
 
-    typer.echo(feature_store.apply(settings_of(ctx), _ws(ctx)).strip())
+    typer.echo(feature_store.apply(settings_of(ctx), _ws(ctx), force=True).strip())
 
 
 @feast_app.command("materialize")

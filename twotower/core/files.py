@@ -36,7 +36,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; on success it is fsynced and renamed over
     ``path``, on error removed (``path`` kept)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
+    # hidden and ending in .tmp: no reader's glob (``*.parquet``, ``*.arrow``) ever matches it;
+    # give writers that add a suffix (``np.save``) an open file instead (``atomic_file``)
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, 0o644)  # mkstemp makes it private; the published file is not
     try:

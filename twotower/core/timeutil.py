@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timezone
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,6 @@ US_PER_SECOND = 1_000_000
 US_PER_MINUTE = 60 * US_PER_SECOND
 US_PER_HOUR = 60 * US_PER_MINUTE
 US_PER_DAY = 24 * US_PER_HOUR
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def to_us(timestamps) -> np.ndarray:
@@ -23,9 +22,9 @@ def to_us(timestamps) -> np.ndarray:
     return s.dt.as_unit("us").astype("int64").to_numpy(np.int64)
 
 
-def datetime_us(moment: datetime) -> int:
-    """Microseconds since the epoch of one aware datetime."""
-    return (moment - _EPOCH) // timedelta(microseconds=1)
+def datetime_us(moment) -> int:
+    """Microseconds since the epoch of one datetime or pandas Timestamp (naive = UTC)."""
+    return pd.Timestamp(moment).value // 1000  # .value: nanoseconds since the epoch, UTC
 
 
 def day_start_us(day: date) -> int:

@@ -9,6 +9,8 @@ changes the process's working directory); reads use the SDK in-process (``store`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +33,7 @@ _CHECKOUT_REPO = Path(__file__).resolve().parents[2] / "feature_repo"
 INSTALLED_REPO = Path(sysconfig.get_path("data")) / "share" / "twotower" / "feature_repo"
 FEATURE_REPO = _CHECKOUT_REPO if _CHECKOUT_REPO.is_dir() else INSTALLED_REPO
 REDIS_PASSWORD_ENV = "TWOTOWER_ONLINE_STORE__REDIS_PASSWORD"
+APPLIED = "applied.json"  # what the last apply saw (``apply`` skips an unchanged one)
 
 
 def feature_repo(settings: Settings) -> Path:
@@ -88,14 +91,22 @@ def prepare(settings: Settings, ws: Workspace) -> Path:
     return ws.feature_store_yaml
 
 
-def apply(settings: Settings, ws: Workspace) -> str:
-    """``feast apply`` of the feature repo against the workspace (idempotent). Returns Feast's output."""
+def apply(settings: Settings, ws: Workspace, *, force: bool = False) -> str:
+    """``feast apply`` of the feature repo against the workspace (idempotent). Returns Feast's output.
+
+    Skipped (unless ``force``) when nothing it reads changed since the platform's last apply:
+    the feature repo's files, the effective yaml and the registry itself (``applied_state``).
+    The nightly publish thus pays for Feast's CLI only when the declarations moved; a registry
+    anyone else wrote, a copied workspace or a new online store applies again.
+    """
     if not ws.users_path.exists() or not ws.items_path.exists():
         raise UserError(
             f"no offline store in {ws.root}: run `twotower simulate` or `twotower ingest` first"
         )
     path = prepare(settings, ws)
     adopt_copied_registry(ws)
+    if not force and _read_stamp(ws) == applied_state(settings, ws):
+        return "feast apply: the feature repo, the yaml and the registry are unchanged since the last apply; skipped"
     feast = Path(sys.executable).with_name("feast")
     proc = subprocess.run(
         [str(feast), "-f", str(path), "apply"],
@@ -106,7 +117,40 @@ def apply(settings: Settings, ws: Workspace) -> str:
     )
     if proc.returncode != 0:
         raise UserError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
+    record_applied(settings, ws)
     return proc.stdout
+
+
+def _digest(paths: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.name.encode() + b"\0" + (p.read_bytes() if p.is_file() else b"<missing>") + b"\0")
+    return h.hexdigest()
+
+
+def applied_state(settings: Settings, ws: Workspace) -> dict:
+    """What a ``feast apply`` depends on and changes, as digests."""
+    repo = feature_repo(settings)
+    state = {
+        "feature_repo": _digest(sorted([*repo.glob("*.py"), repo / ".feastignore"])),
+        "feature_store_yaml": _digest([ws.feature_store_yaml]),
+        "registry": _digest([ws.feast_dir / "registry.db"]),
+    }
+    if settings.online_store.type == "sqlite":
+        state["online_store_db"] = (ws.feast_dir / "online_store.db").is_file()
+    return state
+
+
+def record_applied(settings: Settings, ws: Workspace) -> None:
+    """Remember the registry as the platform left it (after an apply, or its own materialize)."""
+    atomic_write_bytes(ws.feast_dir / APPLIED, json.dumps(applied_state(settings, ws), indent=2).encode())
+
+
+def _read_stamp(ws: Workspace) -> dict | None:
+    try:
+        return json.loads((ws.feast_dir / APPLIED).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def adopt_copied_registry(ws: Workspace) -> bool:

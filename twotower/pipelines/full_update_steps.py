@@ -191,6 +191,7 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served) -> str:
     feature_store.apply(settings, ws)
     materialize_generation(settings, ws, as_of)
     online.materialize(settings, ws, end, ["user_profile", "item_profile"])
+    feature_store.record_applied(settings, ws)  # materialize wrote the registry; the declarations did not move
     logger.info(f"publish: {len(table):,} user ID embeddings of {gid} in online slot {slot}")
 
     model = load_model(work.checkpoint, settings.model)

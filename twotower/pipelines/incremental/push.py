@@ -36,7 +36,7 @@ import pandas as pd
 
 from twotower import feature_store
 from twotower.adapters.feast_store import online_store_of
-from twotower.core.timeutil import US_PER_SECOND
+from twotower.core.timeutil import US_PER_SECOND, datetime_us
 from twotower.core.config import Settings
 from twotower.core.workspace import Workspace
 
@@ -63,13 +63,6 @@ def newer(generation: str, stamps_us: np.ndarray, stored_generation: list, store
 def landed(generation: str, stamps_us: np.ndarray, stored_generation: list, stored_us: np.ndarray) -> np.ndarray:
     """Rows whose stored version is at least as new as the pushed one (the push is visible)."""
     return ~newer(generation, stamps_us, stored_generation, stored_us)
-
-
-def _micros(ts) -> int:
-    """Microseconds since the epoch of a stored timestamp (naive ones are UTC, as Feast writes them)."""
-    t = pd.Timestamp(ts)
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
-    return int(t.value // 1000)
 
 
 @dataclass
@@ -113,7 +106,7 @@ class OnlineEmbeddings:
             g = values.get("generation") if values else None
             gens.append(g.string_val if g is not None and g.HasField("string_val") else None)
             if ts is not None and gens[-1] is not None:
-                stamps[i] = _micros(ts)
+                stamps[i] = datetime_us(ts)
             if embeddings:
                 e = values.get("embedding") if values else None
                 vectors.append(np.asarray(e.float_list_val.val, np.float32) if e is not None and e.HasField("float_list_val") else None)

@@ -20,68 +20,46 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tfrs_models.evaluate import MISS, exact_ranks
 from tfrs_models.export import item_vectors, user_vectors
 from tfrs_models.model import TwoTowerModel
 from twotower.research.simulate import Truth
 from twotower.research.simulate.truth import affinity
 
-MISS = np.iinfo(np.int32).max  # rank of a click the channel cannot return at all
 
 
 @dataclass(frozen=True)
-class ItemIndex:
+class MidnightVectors:
+    """Every item's vector as the nightly export computed it (frozen all day), searched exactly."""
+
     item_id: np.ndarray  # [n] int64, sorted
-    vectors_t: np.ndarray  # [d, n] float32
+    vectors: np.ndarray  # [n, d] float32
     created_us: np.ndarray  # [n] int64
 
     @classmethod
-    def build(cls, model: TwoTowerModel, items: pd.DataFrame, created_us: pd.Series) -> "ItemIndex":
+    def build(cls, model: TwoTowerModel, items: pd.DataFrame, created_us: pd.Series) -> "MidnightVectors":
         ids, vectors = item_vectors(model, items)
         order = np.argsort(ids)
         ids, vectors = ids[order], vectors[order]
-        return cls(ids, np.ascontiguousarray(vectors.T), created_us.reindex(ids).to_numpy(np.int64))
-
-
-def _count_higher(score_rows, pos: np.ndarray, t: np.ndarray, created_us: np.ndarray, chunk: int) -> np.ndarray:
-    """Per query: items scoring strictly higher than its clicked item *and existing at its time*.
-
-    ``score_rows(s, e)`` gives the [e-s, n_items] scores of queries s..e; ``pos`` is the clicked
-    item's column (its score is read from the same matrix, so rounding cannot move it). Only items created
-    after the earliest query can be missing at a click time: count over all items, then take
-    back those not created yet.
-    """
-    n = len(pos)
-    out = np.zeros(n, np.int64)
-    late = np.nonzero(created_us > t.min())[0]
-    for s in range(0, n, chunk):
-        e = min(s + chunk, n)
-        scores = score_rows(s, e)
-        tgt = scores[np.arange(e - s), pos[s:e]][:, None]
-        higher = (scores > tgt).sum(axis=1)
-        if len(late):
-            higher -= ((scores[:, late] > tgt) & (created_us[late][None, :] > t[s:e, None])).sum(axis=1)
-        out[s:e] = higher
-    return out
+        return cls(ids, vectors, created_us.reindex(ids).to_numpy(np.int64))
 
 
 def ranks(
-    model: TwoTowerModel, index: ItemIndex, features: dict[str, np.ndarray], chunk: int = 512
+    model: TwoTowerModel, index: MidnightVectors, features: dict[str, np.ndarray], chunk: int = 512
 ) -> np.ndarray:
     """Rank (0 = top) of each query's clicked item among the items existing at its click time.
 
     ``features``: example tensors of the clicks (user_id, profile, hour, item_id,
-    event_timestamp). ``MISS`` when the clicked item is not in the index.
+    event_timestamp). ``MISS`` when the clicked item is not in the index. The evaluation's own
+    counter (``tfrs_models.evaluate.exact_ranks``), with the catalogue as of each click.
     """
     clicked = np.asarray(features["item_id"], np.int64)
-    n = len(clicked)
-    if n == 0:
+    if len(clicked) == 0:
         return np.zeros(0, np.int32)
-    q = user_vectors(model, features)
     t = np.asarray(features["event_timestamp"], np.int64)
-    pos = np.minimum(np.searchsorted(index.item_id, clicked), len(index.item_id) - 1)
-    known = index.item_id[pos] == clicked
-    higher = _count_higher(lambda s, e: q[s:e] @ index.vectors_t, pos, t, index.created_us, chunk)
-    return np.where(known, np.minimum(higher, MISS), MISS).astype(np.int32)
+    out = exact_ranks(user_vectors(model, features), clicked, index.item_id, index.vectors,
+                      query_us=t, created_us=index.created_us, chunk=chunk)  # fmt: skip
+    return out.astype(np.int32)
 
 
 def oracle_ranks(truth: Truth, features: dict[str, np.ndarray]) -> np.ndarray:

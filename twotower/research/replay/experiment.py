@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from twotower.core.config import Settings
-from twotower.research.replay.channel import ItemIndex, oracle_ranks, ranks
+from twotower.research.replay.channel import MidnightVectors, oracle_ranks, ranks
 from twotower.research.replay.models import Chain, full_update, grown
 from twotower.research.replay.strategies import KEYS, ORACLE
 from twotower.research.replay.world import World, new_interest_of, step_bounds
@@ -66,8 +66,8 @@ def replay_seed(
                   "time_ordered_full": ordered, "no_update": day_one}  # fmt: skip
         # Item indexes at midnight (the chain's index is its full model's).
         sources = {"full_incremental": full, **{k: v for k, v in models.items() if k != "full_incremental"}}
-        built: dict[int, ItemIndex] = {}
-        index = {k: built.setdefault(id(src), ItemIndex.build(src, day.items, world.item_created_us))
+        built: dict[int, MidnightVectors] = {}
+        index = {k: built.setdefault(id(src), MidnightVectors.build(src, day.items, world.item_created_us))
                  for k, src in sources.items()}  # fmt: skip
         train_s += time.perf_counter() - t0
         for start, end in step_bounds(day, step_minutes):
