@@ -1,9 +1,10 @@
 """The one logging setup (the CLI and the benchmarks call ``configure``).
 
 The platform's messages (loggers ``twotower``, ``tfrs_models``, ``materialize``, ``validation``,
-``serving``) are plain lines on stderr; results are printed on stdout. Everything from the
-dependencies - TensorFlow's C++ log, absl, Feast, Dask, GX, Python warnings - is off unless
-``-v``, which also shows each message's time, logger and level.
+``serving``) are plain lines on stderr; results are printed on stdout. The dependencies'
+output - TensorFlow's C++ log level, absl, Feast, Dask, GX, Python warnings - is off unless
+``-v``, which also shows each message's time, logger and level. (TensorFlow's C++ start-up
+lines, printed before its log level is read, still show.)
 """
 
 from __future__ import annotations

@@ -137,15 +137,15 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask) -> 
 
 
 def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served) -> None:
-    holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
-    holdout = holdout.sample(min(len(holdout), settings.full_update.eval_queries), random_state=0)
+    every_held_out = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
+    holdout = every_held_out.sample(min(len(every_held_out), settings.full_update.eval_queries), random_state=0)
     positives = holdout["item_id"].to_numpy(np.int64)
     model = load_model(work.checkpoint, settings.model)
     ids, vectors = load_vectors(work.index)  # either layout, sorted by item ID
     metrics = {f"recall@{k}": v for k, v in recall_at_k(user_vectors(model, holdout), positives, ids, vectors).items()}
     # The popularity baseline on the same held-out clicks: the day's clicks minus the held-out ones.
     frequencies = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.frequencies)
-    held = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout, columns=["item_id"])["item_id"].value_counts()
+    held = every_held_out["item_id"].value_counts()
     train_clicks = frequencies["clicks"].to_numpy(np.int64) - held.reindex(frequencies["item_id"], fill_value=0).to_numpy(np.int64)
     for k, v in popularity_recall_at_k(frequencies["item_id"].to_numpy(np.int64), train_clicks, positives).items():
         metrics[f"popularity_recall@{k}"] = v
