@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import subprocess
+import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -63,3 +66,34 @@ def test_the_file_lock_excludes_another_process(tmp_path):
         proc.join(30)
     with file_lock(tmp_path / "x.lock", wait=False):
         pass  # free again once the holder is gone
+
+
+def _import_in_subprocess(code: str, level: str, path: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": level}
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(path), env.get("PYTHONPATH", "")])
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_tensorflows_import_time_lines_are_hidden_at_log_level_3(tmp_path):
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import os\nos.write(2, b'I0000 cudart_stub.cc:31] noise\\n')\nVALUE = 7\n")
+    quiet = _import_in_subprocess("import twotower, tensorflow; print(tensorflow.VALUE)", "3", tmp_path)
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "7\n", "")
+    loud = _import_in_subprocess("import twotower, tensorflow", "0", tmp_path)  # -v
+    assert "cudart_stub" in loud.stderr
+
+
+def test_a_failing_tensorflow_import_still_shows_what_it_printed(tmp_path):
+    fake = tmp_path / "tensorflow"
+    fake.mkdir()
+    (fake / "__init__.py").write_text("import os\nos.write(2, b'libcudart missing\\n')\nraise ImportError('broken build')\n")
+    run = _import_in_subprocess("import twotower, tensorflow", "3", tmp_path)
+    assert run.returncode == 1
+    assert "libcudart missing" in run.stderr and "broken build" in run.stderr
+
+
+def test_the_real_tensorflow_imports_silently_at_log_level_3():
+    run = _import_in_subprocess("import twotower, tensorflow as tf; print(int(tf.constant(2) * 3))", "3")
+    assert (run.returncode, run.stdout, run.stderr) == (0, "6\n", "")
