@@ -35,8 +35,10 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; } || { \
 	  echo "the tests need: $(SYSTEM_PACKAGES) (apt-get install $(SYSTEM_PACKAGES))"; exit 1; }
 
+# One pytest worker per core (pytest-xdist), each test file on one worker (its module fixtures
+# are built once): measured 970 s against 1,217-1,427 s serial on 2 cores.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
