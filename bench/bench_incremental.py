@@ -124,7 +124,7 @@ class Traffic:
 def _probe(stream, online, traffic, probes, items, categories, rng, rate: int, slot: int):
     """Live traffic at ``rate`` events/s plus a probe click every PROBE_EVERY seconds; returns
     (latencies of the probes seen, probes never seen) once all are seen or time is up."""
-    from twotower.stream.emit import user_click_events
+    from twotower.research.simulate.clicks import user_click_events
 
     pending: dict[int, int] = {}  # probe user -> click time (us)
     latencies: list[float] = []

@@ -132,7 +132,7 @@ def pinned_expectations(settings, ws, generation: str, requests, k: int, hours: 
     from serving.retriever import pinned
     from twotower import feature_store
 
-    read = reader(feature_store.store(settings, ws), settings.serving.feature_service, settings.model.max_tags)
+    read = reader(feature_store.store(settings, ws))
     r = pinned(settings, ws, generation, read)
     try:
         return publish_load.expected(r, requests, k, hours)

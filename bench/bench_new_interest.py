@@ -92,7 +92,7 @@ def shares(settings, ws, pairs, hour: int) -> list[tuple[int, str]]:
 
 def follow_and_click(settings, ws, generation, pairs) -> dict:
     from twotower.pipelines.incremental.push import OnlineEmbeddings
-    from twotower.stream.emit import emit_user
+    from twotower.research.simulate.clicks import emit_user
 
     with follower(ws.root):
         pending = {}

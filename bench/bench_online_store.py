@@ -89,11 +89,11 @@ def measure(setups: dict, users: int, n: int, block: int, rng) -> dict:
     for name, (settings, ws) in setups.items():
         retriever = Retriever.open(settings, ws)
         store = feature_store.store(settings, ws)
-        readers = {kind: reader(store, settings.serving.feature_service, settings.model.max_tags, kind)
+        readers = {kind: reader(store, kind)
                    for kind in ("direct", "sdk")}  # fmt: skip
         for uid in ids[:200]:  # warm-up: connections, caches
             retriever.recall_batch([int(uid)], 100)
-            readers["sdk"].read([int(uid)], retriever.current.slot)
+            readers["sdk"].read([int(uid)], retriever.current.slot, retriever.current.tower.spec)
         kit[name] = (retriever, readers)
     gc.collect()
     gc.freeze()
@@ -103,7 +103,7 @@ def measure(setups: dict, users: int, n: int, block: int, rng) -> dict:
     for start in range(0, n, block):
         for name, (retriever, readers) in kit.items():
             r = out[name]
-            slot = retriever.current.slot
+            slot, spec = retriever.current.slot, retriever.current.tower.spec
             for uid in ids[start : start + block]:
                 t0 = time.perf_counter()
                 result = retriever.recall_batch([int(uid)], 100)
@@ -115,11 +115,11 @@ def measure(setups: dict, users: int, n: int, block: int, rng) -> dict:
             for kind in ("direct", "sdk"):
                 for uid in ids[start : start + block]:
                     t0 = time.perf_counter()
-                    readers[kind].read([int(uid)], slot)
+                    readers[kind].read([int(uid)], slot, spec)
                     r[kind].append(time.perf_counter() - t0)
             for row in batches[start // 64 : (start + block) // 64]:
                 t0 = time.perf_counter()
-                readers["direct"].read(row.tolist(), slot)
+                readers["direct"].read(row.tolist(), slot, spec)
                 r["batch64"].append(time.perf_counter() - t0)
     gc.unfreeze()
     # Same answers from both stores: the online rows are the same, so the items are too.

@@ -92,11 +92,11 @@ def in_process(settings, ws: Workspace, users: int, n: int, rng) -> dict:
     store = feature_store.store(settings, ws)
     reads = {}
     for kind in ("direct", "sdk"):
-        r = reader(store, settings.serving.feature_service, settings.model.max_tags, kind)
+        r = reader(store, kind)
         lat = []
         for uid in ids[:1000]:
             t0 = time.perf_counter()
-            r.read([int(uid)], 0)
+            r.read([int(uid)], 0, retriever.current.tower.spec)
             lat.append(time.perf_counter() - t0)
         reads[kind] = summary(lat)
     retriever.close()

@@ -48,7 +48,8 @@ def _pin_cores() -> None:
 
 def _prepare(root: Path):
     from materialize.examples import build_examples, item_frequencies
-    from tfrs_models.records import write_shard
+    from tfrs_models.records import example_columns, write_shard
+    from twotower import feature_store
     from twotower.core.config import ModelSettings, load_settings
     from twotower.research.simulate import simulate
     from twotower.core.workspace import Workspace
@@ -59,13 +60,15 @@ def _prepare(root: Path):
     users, items = pd.read_parquet(ws.users_path), pd.read_parquet(ws.items_path)
     day1, day2 = ws.days()
     m = ModelSettings()
+    spec = feature_store.read_spec(settings, ws)
+    columns = example_columns(spec, m.hard_negatives_per_example)
     events1 = pd.read_parquet(ws.events_day_dir(day1))
     t0 = time.perf_counter()
-    train = build_examples(events1, users, items, max_tags=m.max_tags, hard_negatives=m.hard_negatives_per_example, day=day1)
+    train = build_examples(events1, users, items, spec=spec, hard_negatives=m.hard_negatives_per_example, day=day1)
     build_s = time.perf_counter() - t0
     held = build_examples(
         pd.read_parquet(ws.events_day_dir(day2)), users, items,
-        max_tags=m.max_tags, hard_negatives=m.hard_negatives_per_example, day=day2,
+        spec=spec, hard_negatives=m.hard_negatives_per_example, day=day2,
     )  # fmt: skip
     held = held.sample(n=min(EVAL_CLICKS, len(held)), random_state=0)
     train = train.sample(frac=1.0, random_state=0).reset_index(drop=True)  # the preparation's global shuffle
@@ -73,7 +76,7 @@ def _prepare(root: Path):
     files = []
     for k in range(SHARDS):
         path = root / "tfrecords" / f"part-{k:05d}.tfrecord"
-        write_shard(train.iloc[k::SHARDS], path)
+        write_shard(train.iloc[k::SHARDS], path, columns)
         files.append(path)
     write_s = time.perf_counter() - t0
     known_users = users.loc[users["event_timestamp"].dt.date <= day1]
@@ -85,15 +88,15 @@ def _prepare(root: Path):
         "shard_bytes": sum(f.stat().st_size for f in files),
     }  # fmt: skip
     freq = item_frequencies(events1, known_items["item_id"])
-    return files, known_users, known_items, items, freq, held, prep
+    return files, known_users, known_items, items, freq, held, prep, spec
 
 
-def _train(objective: str, batch: int, learning_rate: float, files, users, catalog):
+def _train(objective: str, batch: int, learning_rate: float, files, users, catalog, spec):
     from tfrs_models.training import train_full
     from twotower.core.config import ModelSettings
 
     settings = ModelSettings(objective=objective, batch_size=batch, learning_rate=learning_rate)
-    run = train_full(settings, [str(f) for f in files], user_ids=users["user_id"].to_numpy(), catalog=catalog, seed=0)
+    run = train_full(settings, [str(f) for f in files], spec=spec, user_ids=users["user_id"].to_numpy(), catalog=catalog, seed=0)
     stats = {
         "batch_size": batch,
         "learning_rate": learning_rate,
@@ -110,10 +113,10 @@ def _train(objective: str, batch: int, learning_rate: float, files, users, catal
     return run, stats
 
 
-def _pipeline_only(files, batch: int) -> float:
+def _pipeline_only(files, batch: int, columns) -> float:
     from tfrs_models.records import make_dataset
 
-    ds = make_dataset([str(f) for f in files], batch, shuffle_buffer=50_000)
+    ds = make_dataset([str(f) for f in files], batch, shuffle_buffer=50_000, columns=columns)
     t0, n = time.perf_counter(), 0
     for b in ds:
         n += int(b["user_id"].shape[0])
@@ -125,25 +128,27 @@ def main() -> None:
     from tfrs_models.catalog import ItemCatalog
     from tfrs_models.evaluate import evaluate_model
     from tfrs_models.model import build_model
+    from tfrs_models.records import example_columns
+    from twotower.core.config import ModelSettings
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        files, users, known_items, items, freq, held, prep = _prepare(root)
+        files, users, known_items, items, freq, held, prep, spec = _prepare(root)
         print("prepared", prep, flush=True)
-        catalog = ItemCatalog.from_frames(known_items, 3, freq)
-        pipeline = round(_pipeline_only(files, 2048))
+        catalog = ItemCatalog.from_frames(known_items, spec.item, freq)
+        pipeline = round(_pipeline_only(files, 2048, example_columns(spec, ModelSettings().hard_negatives_per_example)))
         print("pipeline only (read + shuffle + parse)", pipeline, flush=True)
         sweep = {}
         for objective, sizes in SWEEP.items():
             for batch in sizes:
-                _, stats = _train(objective, batch, TUNED[objective][1], files[:SWEEP_SHARDS], users, catalog)
+                _, stats = _train(objective, batch, TUNED[objective][1], files[:SWEEP_SHARDS], users, catalog, spec)
                 sweep.setdefault(objective, []).append(stats)
                 print("sweep", objective, stats, flush=True)
         runs = {}
         for objective, (batch, learning_rate) in TUNED.items():
-            run, stats = _train(objective, batch, learning_rate, files, users, catalog)
+            run, stats = _train(objective, batch, learning_rate, files, users, catalog, spec)
             stats["recall"] = {f"@{k}": round(v, 4) for k, v in evaluate_model(run.model, held, items).items()}
-            chance = build_model(run.model.settings, run.model.user_vocab, run.model.item_vocab, catalog, seed=1)
+            chance = build_model(run.model.settings, spec, run.model.user_vocab, run.model.item_vocab, catalog, seed=1)
             stats["random_model_recall@100"] = round(evaluate_model(chance, held, items)[100], 4)
             runs[objective] = stats
             print(objective, stats, flush=True)

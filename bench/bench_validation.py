@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from twotower.core import schema  # noqa: E402
+from twotower.research.simulate import tables  # noqa: E402
 from twotower.core.config import load_settings  # noqa: E402
 from twotower.core.workspace import Workspace  # noqa: E402
 
@@ -51,10 +52,11 @@ def write_world(ws: Workspace, events_per_day: int, seed: int = 0) -> None:
             "gender": rng.integers(0, 3, n_users, dtype=np.int32),
             "city_tier": rng.integers(0, 5, n_users, dtype=np.int32),
             "interest_tags": pa.array([[int(t)] for t in rng.integers(1, 100, n_users)], pa.list_(pa.int32())),
+            "activity": np.ones(n_users),
             "signup_date": pa.array(signup, pa.timestamp("us", tz="UTC")).cast(pa.date32()),
             "event_timestamp": pa.array(signup, schema.TS),
         },
-        schema=schema.USERS,
+        schema=tables.USERS,
     )
     created = _us(DAY1) - rng.integers(1, 30 * US_PER_DAY, n_items)
     items = pa.table(
@@ -66,7 +68,7 @@ def write_world(ws: Workspace, events_per_day: int, seed: int = 0) -> None:
             "created_at": pa.array(created, schema.TS),
             "event_timestamp": pa.array(created, schema.TS),
         },
-        schema=schema.ITEMS,
+        schema=tables.ITEMS,
     )
     ws.offline.mkdir(parents=True, exist_ok=True)
     pq.write_table(users, ws.users_path)
@@ -112,13 +114,16 @@ def main() -> None:
             write_world(ws, size)
             gen_s = time.perf_counter() - t
             settings = load_settings(workspace=ws.root)
+            from twotower import feature_store
+
+            spec = feature_store.read_spec(settings, ws)  # the package repo's towers, sources in ws
             t = time.perf_counter()
-            first = validate_day(settings, ws, DAY1)  # first day: also builds the GX project
+            first = validate_day(settings, ws, DAY1, spec)  # first day: also builds the GX project
             first_s = time.perf_counter() - t
             runs, phases = [], []
             for _ in range(args.repeat):
                 t = time.perf_counter()
-                report = validate_day(settings, ws, DAY2)
+                report = validate_day(settings, ws, DAY2, spec)
                 runs.append(time.perf_counter() - t)
                 phases.append(json.loads(report.summary_path.read_text())["seconds"])
             best = int(np.argmin(runs))

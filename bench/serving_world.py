@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twotower.core import schema
+from twotower.research.simulate import tables
 from twotower.core.config import Settings
 from twotower.core.workspace import Workspace
 
@@ -50,16 +51,23 @@ def clustered(rng, centers: np.ndarray, n: int, noise: float, chunk: int = 100_0
     return out
 
 
-def tower_weights(settings: Settings, rng, profile_scale: float = 0.05) -> dict[str, np.ndarray]:
-    """NumpyUserTower weights (see the module docstring), shapes as the model's export."""
+def tower_weights(settings: Settings, spec, rng, profile_scale: float = 0.05) -> dict[str, np.ndarray]:
+    """NumpyUserTower weights (see the module docstring), shapes as the model's export for the
+    workspace's feature spec (categorical and list inputs only, as in the default repo)."""
+    import json
+
+    from twotower.core.features import CONTEXT
+
     m = settings.model
     d, fe, hidden = m.id_embedding_dim, m.feature_embedding_dim, m.hidden_units
     if d != m.output_dim or hidden != [2 * d]:
         raise ValueError("the synthetic tower needs id_embedding_dim == output_dim and hidden_units == [2 * dim]")
-    sizes = {"age_bucket": m.age_buckets, "gender": m.gender_buckets, "city_tier": m.city_tier_buckets,
-             "interest_tags": m.tag_buckets, "hour": 24}  # fmt: skip
-    w = {f"table/{k}": rng.standard_normal((n, fe), dtype=np.float32) for k, n in sizes.items()}
-    n_in = d + fe * len(sizes)
+    if any(f.kind not in ("categorical", "multi") for f in spec.user.features):
+        raise ValueError("the synthetic tower takes categorical and list user features only")
+    w = {"spec": np.array(json.dumps(spec.to_dict()))}
+    w.update({f"table/{f.name}": rng.standard_normal((f.buckets, fe), dtype=np.float32) for f in spec.user.features})
+    w.update({f"context/{c}": rng.standard_normal((CONTEXT[c], fe), dtype=np.float32) for c in spec.context})
+    n_in = d + fe * (len(spec.user.features) + len(spec.context))
     k0 = np.zeros((n_in, 2 * d), np.float32)
     k0[:d, :d], k0[:d, d:] = np.eye(d), -np.eye(d)
     profile = profile_scale * rng.standard_normal((n_in - d, d), dtype=np.float32) / np.sqrt(n_in - d)
@@ -82,9 +90,10 @@ def write_offline_store(ws: Workspace, users: int, items: int, rng) -> None:
         "gender": rng.integers(0, 3, users, dtype=np.int32),
         "city_tier": rng.integers(0, 5, users, dtype=np.int32),
         "interest_tags": pa.array(tags, pa.list_(pa.int32())),
+        "activity": np.ones(users),
         "signup_date": pa.array([signup.date()] * users, pa.date32()),
         "event_timestamp": pa.array([signup] * users, schema.TS),
-    }, schema=schema.USERS), ws.users_path)  # fmt: skip
+    }, schema=tables.USERS), ws.users_path)  # fmt: skip
     pq.write_table(pa.table({
         "item_id": np.arange(1, items + 1, dtype=np.int64),
         "category": rng.integers(0, 64, items, dtype=np.int32),
@@ -92,7 +101,7 @@ def write_offline_store(ws: Workspace, users: int, items: int, rng) -> None:
         "author_id": rng.integers(1, 50_000, items, dtype=np.int64),
         "created_at": pa.array([signup] * items, schema.TS),
         "event_timestamp": pa.array([signup] * items, schema.TS),
-    }, schema=schema.ITEMS), ws.items_path)  # fmt: skip
+    }, schema=tables.ITEMS), ws.items_path)  # fmt: skip
 
 
 def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters: int, item_noise: float,
@@ -138,7 +147,7 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
     with staged_dir(stage_root) as stage:
         (stage / "user_tower").mkdir()
         with open(stage / "user_tower" / NUMPY_WEIGHTS, "wb") as fh:
-            np.savez(fh, **tower_weights(settings, rng))
+            np.savez(fh, **tower_weights(settings, feature_store.applied_spec(ws), rng))
         tower = NumpyUserTower.load(stage / "user_tower")
         t = time.perf_counter()
         meta = item_index.build(item_ids, vectors, stage / "index", n_trees)
@@ -205,9 +214,7 @@ def _grid_search_k(trials: list[dict], n_trees: int, chosen: int, k: int = 100) 
 
 
 def tower_vectors(tower, id_embeddings: np.ndarray, rng, hour: int = 12) -> np.ndarray:
-    """The tower's user vectors for these ID embeddings with random profiles."""
+    """The tower's user vectors for these ID embeddings with random (encoded) profiles."""
     n = len(id_embeddings)
-    return tower(
-        id_embeddings, rng.integers(0, 7, n), rng.integers(0, 3, n), rng.integers(0, 5, n),
-        rng.integers(0, 128, (n, 3)), np.full(n, hour),
-    )  # fmt: skip
+    features = {f.name: rng.integers(0, f.buckets, (n, f.width) if f.kind == "multi" else n) for f in tower.spec.user.features}
+    return tower(id_embeddings, features, {c: np.full(n, hour) for c in tower.spec.context})

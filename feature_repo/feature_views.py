@@ -1,10 +1,18 @@
-"""Feature views: the towers' inputs as the online store serves them."""
+"""Feature views: the towers' inputs as the online store serves them.
+
+Every field of a view in a tower's feature service (feature_services.py) is one input of that
+tower; its kind follows from the dtype (Int/String/Bool: categorical, Float: numeric, Array of
+them: a pooled list or a vector), and tags size it: ``buckets`` (hash buckets), ``max_len``
+(values kept of a list), ``dim`` (a vector's length), ``kind`` (e.g. an Int64 count as
+"numeric"); ``min`` / ``max`` declare a domain the daily data gate checks. Adding a field here
+adds it to the towers, the gate and the online reads; nothing else changes.
+"""
 
 from datetime import timedelta
 
 from entities import embedding_slot, item, user
 from feast import FeatureView, Field
-from feast.types import Array, Float32, Int32, Int64, String
+from feast.types import Array, Float32, Float64, Int32, Int64, String  # noqa: F401  (every dtype a field may take)
 from sources import items_source, user_id_embedding_push, users_source
 
 # Profiles stay valid until replaced; the TTL only bounds point-in-time look-back.
@@ -15,10 +23,10 @@ user_profile = FeatureView(
     entities=[user],
     ttl=PROFILE_TTL,
     schema=[
-        Field(name="age_bucket", dtype=Int32),
-        Field(name="gender", dtype=Int32),
-        Field(name="city_tier", dtype=Int32),
-        Field(name="interest_tags", dtype=Array(Int32)),
+        Field(name="age_bucket", dtype=Int32, tags={"buckets": "8", "min": "0", "max": "6"}),
+        Field(name="gender", dtype=Int32, tags={"buckets": "4", "min": "0", "max": "2"}),
+        Field(name="city_tier", dtype=Int32, tags={"buckets": "8", "min": "0", "max": "4"}),
+        Field(name="interest_tags", dtype=Array(Int32), tags={"buckets": "1024", "max_len": "3"}),
     ],
     source=users_source,
     online=True,
@@ -29,9 +37,9 @@ item_profile = FeatureView(
     entities=[item],
     ttl=PROFILE_TTL,
     schema=[
-        Field(name="category", dtype=Int32),
-        Field(name="tags", dtype=Array(Int32)),
-        Field(name="author_id", dtype=Int64),
+        Field(name="category", dtype=Int32, tags={"buckets": "256", "min": "0"}),
+        Field(name="tags", dtype=Array(Int32), tags={"buckets": "1024", "max_len": "3"}),
+        Field(name="author_id", dtype=Int64, tags={"buckets": "4096"}),
     ],
     source=items_source,
     online=True,

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 from distributed import Client, progress
 
-from tfrs_models.catalog import ITEM_FEATURE_COLUMNS
 from twotower.core.config import ModelSettings
+from twotower.core.features import FeatureSpec
+from twotower.core.progress import showing
 
 _LOADED: dict[str, object] = {}  # checkpoint path -> model, per worker process
 
@@ -34,29 +35,36 @@ def _vector_columns(dim: int) -> list[str]:
     return [f"v{i}" for i in range(dim)]
 
 
-def _score_partition(items: pd.DataFrame, checkpoint: str, settings_json: str, dim: int) -> pd.DataFrame:
+def _meta(dim: int, id_dtype) -> pd.DataFrame:
+    return pd.DataFrame({"item_id": pd.Series(dtype=id_dtype), **{c: pd.Series(dtype="float32") for c in _vector_columns(dim)}})
+
+
+def _score_partition(items: pd.DataFrame, checkpoint: str, settings_json: str, dim: int, id_dtype) -> pd.DataFrame:
     from tfrs_models.export import item_vectors
 
     if len(items) == 0:
-        return pd.DataFrame({"item_id": pd.Series(dtype="int64"), **{c: pd.Series(dtype="float32") for c in _vector_columns(dim)}})
+        return _meta(dim, id_dtype)
     ids, vectors = item_vectors(_model(checkpoint, settings_json), items)
     out = pd.DataFrame(vectors, columns=_vector_columns(dim))
-    out.insert(0, "item_id", ids)
+    out.insert(0, "item_id", pd.Series(ids, dtype=id_dtype))
     return out
 
 
 def export_item_vectors(
-    client: Client, checkpoint: Path, items: pd.DataFrame, settings: ModelSettings, partitions: int
+    client: Client, checkpoint: Path, items: pd.DataFrame, settings: ModelSettings, spec: FeatureSpec, partitions: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(item_ids [n], unit vectors [n, d])`` of every item in ``items``, sorted by item id."""
-    dim = settings.output_dim
-    frame = items.loc[:, list(ITEM_FEATURE_COLUMNS) + ["event_timestamp"]]
+    """``(item IDs as given [n], unit vectors [n, d])`` of every item in ``items`` (keyed by the
+    item tower's join key), sorted by item ID."""
+    dim, tower = settings.output_dim, spec.item
+    frame = items.loc[:, [tower.join_key, *(f.name for f in tower.features), "event_timestamp"]]
+    id_dtype = "int64" if tower.id_type == "int" else object
     parts = dd.from_pandas(frame, npartitions=max(1, min(partitions, len(frame) // 1000 or 1)))
-    meta = pd.DataFrame({"item_id": pd.Series(dtype="int64"), **{c: pd.Series(dtype="float32") for c in _vector_columns(dim)}})
     scored = parts.map_partitions(
-        _score_partition, str(checkpoint), settings.model_dump_json(), dim, meta=meta
+        _score_partition, str(checkpoint), settings.model_dump_json(), dim, id_dtype, meta=_meta(dim, id_dtype)
     )
     future = client.compute(scored)
-    progress(future, scheduler=client.scheduler.address)
+    if showing():  # Dask's own bar, on a terminal only (it prints a line per update otherwise)
+        progress(future, scheduler=client.scheduler.address)
     result = future.result().sort_values("item_id", kind="stable").drop_duplicates("item_id", keep="last")
-    return result["item_id"].to_numpy(np.int64), result[_vector_columns(dim)].to_numpy(np.float32)
+    ids = result["item_id"].to_numpy(np.int64 if tower.id_type == "int" else object)
+    return ids, result[_vector_columns(dim)].to_numpy(np.float32)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -36,7 +35,9 @@ import pandas as pd
 from distributed import Client, progress
 
 from materialize.examples import build_examples, item_frequencies
-from tfrs_models.records import empty_examples, write_shard
+from materialize.sources import tower_frame, view_tables
+from tfrs_models.records import empty_examples, example_columns, write_shard
+from twotower.core.features import FeatureSpec
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
 from twotower.core.files import staged_dir
@@ -76,44 +77,29 @@ def holdout_mask(request_ids: np.ndarray, share: float) -> np.ndarray:
     return (hashed % np.uint64(modulus)) == 0
 
 
-_TABLES: dict[tuple, pd.DataFrame] = {}  # (path, mtime, size) -> table, per worker process
-
-
-def _table(path: str) -> pd.DataFrame:
-    """The users or items table, read once per worker process (and again if the file changed).
-
-    Workers read it from the offline store themselves: shipping a frame with a list column
-    (1M items' tags) from the driver meant pickling a million small arrays per worker - 2 min
-    at 1M items - against ~1 s to read the parquet file.
-    """
-    st = os.stat(path)
-    key = (path, st.st_mtime_ns, st.st_size)
-    if key not in _TABLES:
-        if len(_TABLES) > 4:
-            _TABLES.clear()
-        _TABLES[key] = pd.read_parquet(path)
-    return _TABLES[key]
-
-
 def _prepare_partition(
-    events: pd.DataFrame, users_path, items_path, frequencies, day, max_tags, hard_negatives, holdout_share,
-    directory, seed, partition_info=None,
+    events: pd.DataFrame, spec_dict, workspace, frequencies, day, hard_negatives, holdout_share, directory, seed,
+    partition_info=None,
 ) -> pd.DataFrame:
     """One partition of the day's requests -> one permuted TFRecord shard + its held-out rows.
 
     Examples are built, split and written in the same task, so the wide example rows (list
     columns, ~500 bytes each) never travel between workers: only the narrow events are shuffled.
+    Each worker reads the feature views' sources itself (``materialize.sources``, once per
+    process): shipping a frame with a list column (1M items' tags) from the driver meant
+    pickling a million small arrays per worker - 2 min at 1M items - against ~1 s to read it.
     """
     number = partition_info["number"] if partition_info else 0
-    users, items = _table(users_path), _table(items_path)
+    spec = FeatureSpec.from_dict(spec_dict).bind(workspace)
     examples = build_examples(
-        events, users, items, max_tags=max_tags, hard_negatives=hard_negatives, day=day, frequencies=frequencies
-    )
+        events, view_tables(spec.user), view_tables(spec.item), spec=spec, hard_negatives=hard_negatives, day=day,
+        frequencies=frequencies,
+    )  # fmt: skip
     held = holdout_mask(examples["request_id"].to_numpy(), holdout_share)
     train = examples.loc[~held]
     train = train.sample(frac=1.0, random_state=np.random.RandomState([seed, number]))
     name = f"shard-{number:05d}.tfrecord"
-    count = write_shard(train, Path(directory) / name)
+    count = write_shard(train, Path(directory) / name, example_columns(spec, hard_negatives))
     holdout = examples.loc[held]
     if len(holdout):
         parts = Path(directory) / HOLDOUT_PARTS
@@ -128,6 +114,7 @@ def prepare_day(
     day: date,
     client: Client,
     *,
+    spec: FeatureSpec,
     seed: int = 0,
 ) -> PreparedDay:
     target = ws.tfrecords_dir(day)
@@ -140,12 +127,12 @@ def prepare_day(
 
     m = settings.model
     started = time.perf_counter()
-    item_ids = pd.read_parquet(ws.items_path, columns=["item_id"])["item_id"].to_numpy()
+    item_ids = tower_frame(spec.item)[spec.item.join_key].to_numpy()
     events = dd.read_parquet(str(day_dir), columns=["event_id", "request_id", "user_id", "item_id", "event_type", "event_timestamp"])
     events = events[events["event_type"].isin(["click", "ranked_out"])]
 
     clicked = client.compute(events[events["event_type"] == "click"][["item_id", "event_type"]]).result()
-    frequencies = item_frequencies(clicked, item_ids)
+    frequencies = item_frequencies(clicked, item_ids, id_type=spec.item.id_type)
     n_parts = max(1, min(max(settings.dask.partitions, events.npartitions), len(clicked) // 2_000 or 1))
     logger.info(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards (read + frequencies {time.perf_counter() - started:.1f}s)")
 
@@ -157,7 +144,7 @@ def prepare_day(
                             "holdout": pd.Series(dtype="int64")})  # fmt: skip
     with staged_dir(target) as stage:
         written = by_request.map_partitions(
-            _prepare_partition, str(ws.users_path), str(ws.items_path), freq_f, day, m.max_tags, m.hard_negatives_per_example,
+            _prepare_partition, spec.to_dict(), str(ws.root), freq_f, day, m.hard_negatives_per_example,
             settings.full_update.holdout_share, str(stage), seed, meta=summary,
         )  # fmt: skip
         started = time.perf_counter()
@@ -169,7 +156,8 @@ def prepare_day(
         started = time.perf_counter()
         frequencies.to_parquet(stage / FREQUENCIES, index=False)
         parts = sorted((stage / HOLDOUT_PARTS).glob("part-*.parquet"))
-        holdout = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else empty_examples()
+        holdout = (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
+                   else empty_examples(example_columns(spec, m.hard_negatives_per_example)))  # fmt: skip
         holdout.sort_values("event_timestamp", kind="stable").to_parquet(stage / HOLDOUT, index=False)
         shutil.rmtree(stage / HOLDOUT_PARTS, ignore_errors=True)
         result = PreparedDay(

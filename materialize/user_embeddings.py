@@ -19,6 +19,7 @@ from twotower import feature_store
 from twotower.core.files import atomic_path
 from twotower.core import schema
 from twotower.core.config import Settings
+from twotower.core.features import FeatureSpec
 from twotower.core.workspace import Workspace
 
 
@@ -26,20 +27,26 @@ def generation_file(ws: Workspace, generation: str):
     return ws.user_embeddings_dir / f"{generation}.parquet"
 
 
-def write_offline(ws: Workspace, table: pd.DataFrame, generation: str, slot: int, as_of: datetime) -> int:
-    """Write the generation's table (user_id, embedding) atomically; returns rows written."""
+def write_offline(
+    ws: Workspace, table: pd.DataFrame, generation: str, slot: int, as_of: datetime, spec: FeatureSpec | None = None
+) -> int:
+    """Write the generation's table (user_id, embedding) atomically, keyed by the user entity's
+    join key (the IDs as given); returns rows written. ``spec``: default the workspace's."""
+    spec = spec or feature_store.applied_spec(ws)
     n = len(table)
     now = datetime.now(timezone.utc)
+    user = spec.user
+    ids = table["user_id"].to_numpy(np.int64) if user.id_type == "int" else [str(v) for v in table["user_id"]]
     arrow = pa.table(
         {
-            "user_id": pa.array(table["user_id"].to_numpy(np.int64)),
+            user.join_key: pa.array(ids, pa.int64() if user.id_type == "int" else pa.string()),
             "embedding_slot": pa.array(np.full(n, slot, dtype=np.int64)),
             "embedding": pa.array([np.asarray(v, dtype=np.float32) for v in table["embedding"]], pa.list_(pa.float32())),
             "generation": pa.array([generation] * n, pa.string()),
             "event_timestamp": pa.array(np.full(n, as_of), schema.TS),
             "created_timestamp": pa.array(np.full(n, now), schema.TS),
         },
-        schema=schema.USER_ID_EMBEDDING,
+        schema=schema.user_id_embedding(user.join_key, user.id_type),
     )
     path = generation_file(ws, generation)
     with atomic_path(path) as tmp:
@@ -47,12 +54,13 @@ def write_offline(ws: Workspace, table: pd.DataFrame, generation: str, slot: int
     return n
 
 
-def materialize_generation(settings: Settings, ws: Workspace, as_of: datetime) -> None:
+def materialize_generation(settings: Settings, ws: Workspace, as_of: datetime, spec: FeatureSpec | None = None) -> None:
     """Load the rows stamped ``as_of`` (this generation's) into the online store.
 
     The window is [as_of, as_of + 1s): older generations' files in the same directory are
     outside it, and among rows of one entity Feast keeps the newest (created_timestamp breaks
     ties, so a re-trained day wins over an earlier attempt).
     """
+    spec = spec or feature_store.applied_spec(ws)
     store = feature_store.store(settings, ws)
-    store.materialize(start_date=as_of, end_date=as_of + timedelta(seconds=1), feature_views=["user_id_embedding"])
+    store.materialize(start_date=as_of, end_date=as_of + timedelta(seconds=1), feature_views=[spec.embedding_view])

@@ -2,8 +2,10 @@
 
 Every bad request gets a 4xx whose ``error`` names the field (``query.k``, ``path.user_id``,
 ``body.user_ids``...), never a 5xx: validation (422), malformed JSON (400), a body over
-``serving.max_body_bytes`` (413), a body that is not JSON (415). Request models forbid unknown fields and take IDs as strict
-int64 (no strings, floats or booleans coerced into an ID).
+``serving.max_body_bytes`` (413), a body that is not JSON (415). Request models forbid unknown fields
+and take user IDs as the served user entity types them: strict int64 for an Int64 join key (no
+strings, floats or booleans coerced into an ID), strings for a String join key (a JSON number is
+refused: ``7`` cannot say whether it was ``"7"`` or ``"007"``). IDs come back exactly as given.
 """
 
 from __future__ import annotations
@@ -13,22 +15,29 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
 from serving.recall import PATHS
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_ID_CHARS = 256
 UserId = Annotated[StrictInt, Field(ge=INT64_MIN, le=INT64_MAX, description="int64 user ID")]
+StringUserId = Annotated[StrictStr, Field(min_length=1, max_length=MAX_ID_CHARS, description="user ID (string)")]
+
+
+def user_id_type(id_type: str):
+    """The request type of a user ID for the served entity's ID type."""
+    return StringUserId if id_type == "string" else UserId
 
 
 class Item(BaseModel):
-    item_id: int
+    item_id: int | str
     score: float = Field(description="cosine(a, b); for the popular fallback: share of the day's clicks")
 
 
 class RecallResponse(BaseModel):
-    user_id: int
+    user_id: int | str
     generation: str = Field(description="the generation whose user tower, embeddings and index served this")
     channel: str
     path: Literal[PATHS] = Field(description="embedding | oov_profile (no embedding of this generation) | popular (no profile)")  # type: ignore[valid-type]
@@ -50,12 +59,13 @@ class Error(BaseModel):
     detail: list[dict] = Field(default_factory=list)
 
 
-def batch_request_model(max_batch: int, max_k: int, default_k: int) -> type[BaseModel]:
-    """The POST /recall body, with the configured caps in its schema."""
+def batch_request_model(max_batch: int, max_k: int, default_k: int, id_type: str = "int") -> type[BaseModel]:
+    """The POST /recall body, with the configured caps and the served ID type in its schema."""
+    Id = user_id_type(id_type)
 
     class RecallBatchRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
-        user_ids: list[UserId] = Field(min_length=1, max_length=max_batch, description=f"1..{max_batch} user IDs")
+        user_ids: list[Id] = Field(min_length=1, max_length=max_batch, description=f"1..{max_batch} user IDs")
         k: StrictInt = Field(default_k, ge=1, le=max_k, description=f"items per user, 1..{max_k}")
 
     return RecallBatchRequest

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 
 from serving import api
 from twotower.adapters import uvicorn_http
+from serving.generation import served_user_id_type
 from serving.guard import Guard
 from serving.metrics import ServingMetrics
 from serving.retriever import Retriever
@@ -85,13 +86,19 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
     app.state.metrics = metrics
     app.state.serving = state
 
-    Batch = api.batch_request_model(s.max_batch, s.max_k, s.default_k)
+    # User IDs are typed as the served generation's user entity declares them (Int64 or String).
+    id_type = retriever.current.tower.spec.user.id_type if retriever is not None else served_user_id_type(ws)
+    Batch = api.batch_request_model(s.max_batch, s.max_k, s.default_k, id_type)
     K = Annotated[int, Query(ge=1, le=s.max_k, description=f"items to return, 1..{s.max_k}")]
-    PathId = Annotated[int, Path(ge=api.INT64_MIN, le=api.INT64_MAX, description="int64 user ID")]
-    QueryId = Annotated[int, Query(ge=api.INT64_MIN, le=api.INT64_MAX, description="int64 user ID")]
+    if id_type == "string":
+        PathId = Annotated[str, Path(min_length=1, max_length=api.MAX_ID_CHARS, description="user ID (string)")]
+        QueryId = Annotated[str, Query(min_length=1, max_length=api.MAX_ID_CHARS, description="user ID (string)")]
+    else:
+        PathId = Annotated[int, Path(ge=api.INT64_MIN, le=api.INT64_MAX, description="int64 user ID")]
+        QueryId = Annotated[int, Query(ge=api.INT64_MIN, le=api.INT64_MAX, description="int64 user ID")]
     errors = api.error_responses()
 
-    def one(user_id: int, k: int) -> Response:
+    def one(user_id, k: int) -> Response:
         result = state["retriever"].recall_batch([user_id], k)
         metrics.observe_batch(result)
         return _json(result.recalls[0].to_json())

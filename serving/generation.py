@@ -22,6 +22,7 @@ import pandas as pd
 
 from twotower.core import generations as gens
 from twotower.core.errors import UserError
+from twotower.core.features import id_array
 from twotower.core.workspace import Workspace
 
 # Artifacts the request path reads; only these are checksummed before a load.
@@ -33,7 +34,7 @@ class LoadedGeneration:
     manifest: gens.Manifest
     tower: object  # tfrs_models.numpy_tower.NumpyUserTower
     index: object  # twotower.index.item_index.ItemIndex, or sharded_index.ShardedIndex (same API)
-    popular_ids: np.ndarray  # int64, most clicked first
+    popular_ids: np.ndarray  # item IDs as given (int64 or str), most clicked first
     popular_scores: np.ndarray  # float32, share of the day's clicks
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
@@ -130,10 +131,25 @@ def load(ws: Workspace, manifest: gens.Manifest, verify: bool = True, warm: bool
     total = max(clicks.sum(), 1.0)
     return LoadedGeneration(
         manifest=manifest, tower=tower, index=index,
-        popular_ids=popular["item_id"].to_numpy(np.int64)[order],
+        popular_ids=id_array(popular["item_id"].to_numpy())[order],
         popular_scores=(clicks[order] / total).astype(np.float32),
         load_seconds=time.perf_counter() - started,
     )  # fmt: skip
+
+
+def served_user_id_type(ws: Workspace) -> str:
+    """``"int"`` or ``"string"``: how the served generation's user entity types its IDs ("int"
+    before the first generation). The HTTP routes are typed by it."""
+    import json
+
+    from tfrs_models.numpy_tower import NUMPY_WEIGHTS
+    from twotower.core.features import FeatureSpec
+
+    manifest = gens.current(ws)
+    if manifest is None:
+        return "int"
+    with np.load(gens.directory(ws, manifest.id) / manifest.paths["user_tower"] / NUMPY_WEIGHTS) as z:
+        return FeatureSpec.from_dict(json.loads(str(z["spec"]))).user.id_type
 
 
 def load_current(ws: Workspace, verify: bool = True, warm: bool = True) -> LoadedGeneration:

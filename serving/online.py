@@ -1,10 +1,11 @@
 """Online features of the user tower: one read of the Feast online store per request batch.
 
-The feature service (``serving.feature_service``, default ``user_tower``) is the contract: the
-views and feature names come from it, so serving never copies a feature list. Each view is
-keyed by its own join keys: ``user_profile`` by ``user_id``, ``user_id_embedding`` by
-``(user_id, embedding_slot)`` - the slot is the loaded generation's, so a request reads only
-the embeddings of the generation it serves.
+The feature service of the user tower (``features.user_service``, default ``user_tower``) is
+the contract: the views and feature names come from it and the generation's feature spec, so
+serving never copies a feature list. Each view is keyed by its own join keys: profile views by
+the user entity's join key, the embedding view by ``(join key, embedding_slot)`` - the slot is
+the loaded generation's, so a request reads only the embeddings of the generation it serves.
+Values are encoded exactly as in training (``twotower.core.features.encode``).
 
 Why two readers. ``FeatureStore.get_online_features`` (``SdkReader``) re-resolves the feature
 service, builds response protos and converts them to Python on every call: measured on the
@@ -22,18 +23,19 @@ the generation's popular items, marked degraded: serving/online_health.py), and
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from tfrs_models.catalog import pad_lists
 from twotower.adapters.feast_store import online_store_of, redis_client, sqlite_connection
 from twotower.core.errors import UserError
+from twotower.core.features import FeatureSpec, encode, id_keys
 
-PROFILE = ("age_bucket", "gender", "city_tier", "interest_tags")
-EMBEDDING, GENERATION = "embedding", "generation"
-JOIN_KEYS = ("user_id", "embedding_slot")
+EMBEDDING, GENERATION = "embedding", "generation"  # the fields of features.embedding_view
+logger = logging.getLogger(__name__)
+SLOT = "embedding_slot"
 
 
 class OnlineStoreError(RuntimeError):
@@ -87,35 +89,32 @@ def bound_waits(store, timeout_s: float) -> None:
 class OnlineRows:
     """The tower's online inputs for a batch of users (row i = user_ids[i])."""
 
-    user_ids: np.ndarray  # int64 [n]
-    has_profile: np.ndarray  # bool [n]
-    age_bucket: np.ndarray  # int64 [n]
-    gender: np.ndarray
-    city_tier: np.ndarray
-    interest_tags: np.ndarray  # int64 [n, max_tags], 0 = padding
+    user_ids: list  # the IDs as asked for
+    keys: np.ndarray  # int64 ID keys (features.id_keys): the OOV row of a user without an embedding
+    has_profile: np.ndarray  # bool [n]: some profile view has a row for the user
+    features: dict[str, np.ndarray]  # declared user feature -> encoded values [n] / [n, width]
     embeddings: list  # float32 [d] or None per user
     generations: list  # str or None per user
 
     @classmethod
-    def missing(cls, user_ids: np.ndarray, max_tags: int) -> "OnlineRows":
+    def missing(cls, user_ids: Sequence, spec: FeatureSpec) -> "OnlineRows":
         """No online row for anyone (the store could not be read): every user takes ``popular``."""
         n = len(user_ids)
-        cols = {name: [None] * n for name in (*PROFILE, EMBEDDING, GENERATION)}
-        return cls.from_columns(np.asarray(user_ids, dtype=np.int64), cols, max_tags)
+        cols = {name: [None] * n for name in (*(f.name for f in spec.user.features), EMBEDDING, GENERATION)}
+        return cls.from_columns(user_ids, cols, spec)
 
     @classmethod
-    def from_columns(cls, user_ids: np.ndarray, cols: dict[str, list], max_tags: int) -> "OnlineRows":
-        """Columns of Python values (None = missing) -> typed arrays; tags padded/truncated."""
-        has_profile = np.array([v is not None for v in cols["age_bucket"]], dtype=bool)
-
-        def ints(name: str) -> np.ndarray:
-            return np.array([0 if v is None else v for v in cols[name]], dtype=np.int64)
-
+    def from_columns(cls, user_ids: Sequence, cols: dict[str, list], spec: FeatureSpec) -> "OnlineRows":
+        """Columns of Python values (None = missing) -> encoded arrays, as in training."""
+        user = spec.user
+        cols = {**{f.name: [None] * len(user_ids) for f in user.features}, **cols}  # a field gone from the service: missing
+        present = [[v is not None for v in cols[f.name]] for f in user.features]
+        # An ID-only tower (no profile view) has no profile to miss: every user goes through it.
+        has_profile = np.any(np.array(present, dtype=bool), axis=0) if present else np.ones(len(user_ids), bool)
         embeddings = [None if v is None else np.asarray(v, dtype=np.float32) for v in cols[EMBEDDING]]
         return cls(
-            user_ids=user_ids, has_profile=has_profile,
-            age_bucket=ints("age_bucket"), gender=ints("gender"), city_tier=ints("city_tier"),
-            interest_tags=pad_lists(cols["interest_tags"], max_tags),
+            user_ids=list(user_ids), keys=id_keys(np.asarray(list(user_ids)), user.id_type, "user_id"),
+            has_profile=has_profile, features={f.name: encode(f, cols[f.name], "online store") for f in user.features},
             embeddings=embeddings, generations=list(cols[GENERATION]),
         )  # fmt: skip
 
@@ -136,60 +135,74 @@ class _View:
     join_keys: list[str]
 
 
-def resolve(store, service_name: str) -> list[_View]:
-    """The feature service's views with their features; checks the tower's inputs are there."""
+def resolve(store, spec: FeatureSpec) -> list[_View]:
+    """The user service's views with their features; checks the tower's inputs are there."""
+    name = spec.user.service
     try:
-        service = store.get_feature_service(service_name)
+        service = store.get_feature_service(name)
     except Exception as exc:  # Feast raises its own FeatureServiceNotFoundException
-        raise UserError(f"serving.feature_service: Feast has no feature service {service_name!r} ({exc})") from None
+        raise UserError(f"features.user_service: Feast has no feature service {name!r} ({exc})") from None
+    known = (spec.user.join_key, SLOT)
     views, found = [], set()
     for projection in service.feature_view_projections:
         view = store.get_feature_view(projection.name)
         join_keys = list(view.join_keys)
-        unknown = [k for k in join_keys if k not in JOIN_KEYS]
+        unknown = [k for k in join_keys if k not in known]
         if unknown:
-            raise UserError(f"feature service {service_name!r}: view {view.name!r} is keyed by {unknown}; serving knows {JOIN_KEYS}")
+            raise UserError(f"feature service {name!r}: view {view.name!r} is keyed by {unknown}; serving knows {list(known)}")
         features = [f.name for f in projection.features]
         views.append(_View(view, features, join_keys))
         found.update(features)
-    missing = [f for f in (*PROFILE, EMBEDDING, GENERATION) if f not in found]
+    missing = [f for f in (EMBEDDING, GENERATION) if f not in found]
     if missing:
-        raise UserError(f"feature service {service_name!r} lacks the user tower's input(s) {missing}")
+        raise UserError(f"feature service {name!r} lacks the user tower's input(s) {missing}")
+    gone = [f.name for f in spec.user.features if f.name not in found]
+    if gone:  # the repo moved on (a fresh model is being trained): the generation reads them as missing
+        logger.warning(f"feature service {name!r} no longer has {gone}: the served generation takes them as missing")
     return views
 
 
 class DirectReader:
     """Reads through the online store's ``online_read`` (see the module docstring for why)."""
 
-    def __init__(self, store, service_name: str, max_tags: int):
+    def __init__(self, store):
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
         self._EntityKey, self._Value = EntityKey, Value
+        self.store = store
         self.config = store.config
         self.online_store = online_store_of(store)
-        self.views = resolve(store, service_name)
-        self.max_tags = max_tags
+        self._views: dict[FeatureSpec, list[_View]] = {}
         self.errors = _store_errors()
 
-    def read(self, user_ids: Sequence[int], slot: int) -> OnlineRows:
+    def views(self, spec: FeatureSpec) -> list[_View]:
+        if spec not in self._views:  # once per generation's spec (a swap may bring another)
+            self._views[spec] = resolve(self.store, spec)
+        return self._views[spec]
+
+    def read(self, user_ids: Sequence, slot: int, spec: FeatureSpec) -> OnlineRows:
         """The users' online rows; ``OnlineStoreError`` if the store cannot answer."""
+        views = self.views(spec)
         try:
-            return self._read(user_ids, slot)
+            return self._read(user_ids, slot, spec, views)
         except self.errors as exc:
             raise OnlineStoreError(_named(exc)) from exc
 
-    def _read(self, user_ids: Sequence[int], slot: int) -> OnlineRows:
-        ids = np.asarray(user_ids, dtype=np.int64)
-        n = len(ids)
+    def _read(self, user_ids: Sequence, slot: int, spec: FeatureSpec, views: list[_View]) -> OnlineRows:
+        n = len(user_ids)
         cols: dict[str, list] = {}
-        uid_values = [self._Value(int64_val=int(u)) for u in ids]
+        user_key = spec.user.join_key
+        if spec.user.id_type == "string":
+            uid_values = [self._Value(string_val=str(u)) for u in user_ids]
+        else:
+            uid_values = [self._Value(int64_val=int(u)) for u in user_ids]
         slot_value = self._Value(int64_val=int(slot))
-        for v in self.views:
+        for v in views:
             keys = [
                 self._EntityKey(
                     join_keys=v.join_keys,
-                    entity_values=[u if k == "user_id" else slot_value for k in v.join_keys],
+                    entity_values=[u if k == user_key else slot_value for k in v.join_keys],
                 )
                 for u in uid_values
             ]
@@ -204,28 +217,30 @@ class DirectReader:
                         proto = values.get(name)
                         if proto is not None:
                             cols[name][i] = _value(proto)
-        return OnlineRows.from_columns(ids, cols, self.max_tags)
+        return OnlineRows.from_columns(user_ids, cols, spec)
 
 
 class SdkReader:
     """Reads through ``FeatureStore.get_online_features`` (the plain SDK path)."""
 
-    def __init__(self, store, service_name: str, max_tags: int):
-        resolve(store, service_name)  # same checks as DirectReader
+    def __init__(self, store):
         self.store = store
-        self.service = store.get_feature_service(service_name)
-        self.max_tags = max_tags
+        self._checked: set[FeatureSpec] = set()
         self.errors = _store_errors()
 
-    def read(self, user_ids: Sequence[int], slot: int) -> OnlineRows:
-        ids = np.asarray(user_ids, dtype=np.int64)
-        rows = [{"user_id": int(u), "embedding_slot": int(slot)} for u in ids]
+    def read(self, user_ids: Sequence, slot: int, spec: FeatureSpec) -> OnlineRows:
+        if spec not in self._checked:
+            resolve(self.store, spec)  # same checks as DirectReader
+            self._checked.add(spec)
+        key = spec.user.join_key
+        rows = [{key: u, SLOT: int(slot)} for u in user_ids]
         try:
-            cols = self.store.get_online_features(features=self.service, entity_rows=rows).to_dict()
+            service = self.store.get_feature_service(spec.user.service)
+            cols = self.store.get_online_features(features=service, entity_rows=rows).to_dict()
         except self.errors as exc:
             raise OnlineStoreError(_named(exc)) from exc
-        return OnlineRows.from_columns(ids, cols, self.max_tags)
+        return OnlineRows.from_columns(user_ids, cols, spec)
 
 
-def reader(store, service_name: str, max_tags: int, kind: str = "direct"):
-    return (DirectReader if kind == "direct" else SdkReader)(store, service_name, max_tags)
+def reader(store, kind: str = "direct"):
+    return (DirectReader if kind == "direct" else SdkReader)(store)

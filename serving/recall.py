@@ -31,8 +31,8 @@ PATHS = (EMBEDDING, OOV_PROFILE, POPULAR)
 class Recall:
     """One user's result of this channel."""
 
-    user_id: int
-    item_ids: np.ndarray  # int64, best first
+    user_id: int | str  # as asked for
+    item_ids: np.ndarray  # the items' IDs as given (int64 or str), best first
     scores: np.ndarray  # float32: cosine (embedding/oov_profile) or click share (popular)
     generation: str
     channel: str
@@ -45,10 +45,14 @@ class Recall:
     def to_json(self) -> str:
         """``as_dict`` as JSON, ~3x faster than ``json.dumps`` of it (the per-request hot spot
         after the index query at k=100). Scores keep 7 significant digits (float32 precision)."""
-        items = ",".join(['{"item_id":%d,"score":%.7g}' % p for p in zip(self.item_ids.tolist(), self.scores.tolist())])
+        ids = self.item_ids.tolist()
+        if self.item_ids.dtype.kind in "iu":
+            items = ",".join(['{"item_id":%d,"score":%.7g}' % p for p in zip(ids, self.scores.tolist())])
+        else:
+            items = ",".join(['{"item_id":%s,"score":%.7g}' % (json.dumps(i), v) for i, v in zip(ids, self.scores.tolist())])
         degraded = "" if self.degraded is None else ',"degraded":' + json.dumps(self.degraded)
-        return '{"user_id":%d,"generation":%s,"channel":%s,"path":"%s"%s,"items":[%s]}' % (
-            self.user_id, json.dumps(self.generation), json.dumps(self.channel), self.path, degraded, items
+        return '{"user_id":%s,"generation":%s,"channel":%s,"path":"%s"%s,"items":[%s]}' % (
+            json.dumps(self.user_id), json.dumps(self.generation), json.dumps(self.channel), self.path, degraded, items
         )
 
     def as_dict(self) -> dict:
@@ -98,16 +102,17 @@ def plan(online: OnlineRows, generation: str, tower) -> TowerInputs:
         if e is not None:
             out[j] = e
     if oov:
-        out[oov] = tower.oov_embedding(online.user_ids[np.asarray(rows)[oov]])
+        out[oov] = tower.oov_embedding(online.keys[np.asarray(rows)[oov]])
     return TowerInputs(paths, np.asarray(rows, dtype=np.int64), out, mismatched)
 
 
-def user_vectors(online: OnlineRows, inputs: TowerInputs, tower, hour: int) -> np.ndarray:
-    """One batched tower forward for every user with a profile: unit vectors ``a``."""
+def user_vectors(online: OnlineRows, inputs: TowerInputs, tower, context: dict[str, int]) -> np.ndarray:
+    """One batched tower forward for every user with a profile: unit vectors ``a``.
+
+    ``context``: the request's context values (``hour``, ``weekday``); the tower takes those its
+    generation was trained with."""
     r = inputs.rows
     if len(r) == 0:
         return np.zeros((0, tower.output_dim), dtype=np.float32)
-    return tower(
-        inputs.id_embeddings, online.age_bucket[r], online.gender[r], online.city_tier[r],
-        online.interest_tags[r], np.full(len(r), hour, dtype=np.int64),
-    )  # fmt: skip
+    features = {name: values[r] for name, values in online.features.items()}
+    return tower(inputs.id_embeddings, features, {c: np.full(len(r), context[c], dtype=np.int64) for c in tower.spec.context})

@@ -55,7 +55,7 @@ class Retriever:
         gen = loaded.load_current(ws, verify=s.verify_checksums, warm=s.warm_index)
         store = store if store is not None else feature_store.store(settings, ws)
         bound_waits(store, settings.online_store.timeout_s)
-        return cls(settings, ws, reader(store, s.feature_service, settings.model.max_tags, s.online_read), gen)
+        return cls(settings, ws, reader(store, s.online_read), gen)
 
     # --- generation handling -----------------------------------------------------------------
     @property
@@ -106,45 +106,51 @@ class Retriever:
             raise UserError(f"k must be between 1 and serving.max_k={self.settings.serving.max_k}, got {k}")
         return k
 
-    def recall(self, user_id: int, k: int | None = None, hour: int | None = None) -> Recall:
+    def recall(self, user_id, k: int | None = None, hour: int | None = None) -> Recall:
         return self.recall_batch([user_id], k, hour).recalls[0]
 
-    def recall_batch(self, user_ids: Sequence[int], k: int | None = None, hour: int | None = None) -> BatchResult:
-        """Top-k of each user, all from one generation: one online read, one tower forward."""
-        k = self.check_k(self.settings.serving.default_k if k is None else k)
-        hour = time.gmtime().tm_hour if hour is None else hour
-        with self.lease() as gen:
-            return self._recall(gen, user_ids, k, hour)
+    def recall_batch(self, user_ids: Sequence, k: int | None = None, hour: int | None = None) -> BatchResult:
+        """Top-k of each user, all from one generation: one online read, one tower forward.
 
-    def _read_online(self, user_ids: Sequence[int], slot: int) -> tuple[OnlineRows, str | None, bool]:
+        ``user_ids`` as the user entity declares them (int or str); ``hour``: the request's hour
+        of day (default: now, UTC)."""
+        k = self.check_k(self.settings.serving.default_k if k is None else k)
+        now = time.gmtime()
+        context = {"hour": now.tm_hour if hour is None else hour, "weekday": now.tm_wday}
+        with self.lease() as gen:
+            return self._recall(gen, user_ids, k, context)
+
+    def _read_online(self, user_ids: Sequence, gen: loaded.LoadedGeneration) -> tuple[OnlineRows, str | None, bool]:
         """(rows, why degraded or None, whether a read failed now); never raises for the store."""
         health = self.online_health
+        spec = gen.tower.spec
         if not health.should_try():
-            return OnlineRows.missing(user_ids, self.settings.model.max_tags), health.reason(), False
+            return OnlineRows.missing(user_ids, spec), health.reason(), False
         try:
-            rows = self.reader.read(user_ids, slot)
+            rows = self.reader.read(user_ids, gen.slot, spec)
         except OnlineStoreError as exc:
-            return OnlineRows.missing(user_ids, self.settings.model.max_tags), health.failed(str(exc)), True
+            return OnlineRows.missing(user_ids, spec), health.failed(str(exc)), True
         health.succeeded()
         return rows, None, False
 
     def check_online(self) -> dict:
         """Health of the online store for ``/health``: a one-key read unless a retry is not due."""
         if self.online_health.should_try():
-            self._read_online([0], self._current.slot)
+            gen = self._current
+            self._read_online(["0"] if gen.tower.spec.user.id_type == "string" else [0], gen)
         return self.online_health.describe()
 
-    def _recall(self, gen: loaded.LoadedGeneration, user_ids: Sequence[int], k: int, hour: int) -> BatchResult:
+    def _recall(self, gen: loaded.LoadedGeneration, user_ids: Sequence, k: int, context: dict[str, int]) -> BatchResult:
         t0 = time.perf_counter()
-        online, degraded, failed = self._read_online(user_ids, gen.slot)
+        online, degraded, failed = self._read_online(user_ids, gen)
         t1 = time.perf_counter()
         inputs = plan(online, gen.id, gen.tower)
-        vectors = user_vectors(online, inputs, gen.tower, hour)
+        vectors = user_vectors(online, inputs, gen.tower, context)
         t2 = time.perf_counter()
         channel = self.settings.serving.channel
         recalls: list[Recall] = []
         j = 0
-        for i, uid in enumerate(online.user_ids.tolist()):
+        for i, uid in enumerate(online.user_ids):
             path = inputs.paths[i]
             if path == POPULAR:
                 ids, scores = gen.popular_ids[:k], gen.popular_scores[:k]

@@ -78,13 +78,26 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
         uvicorn.run("serving.app:app_from_env", factory=True, workers=workers, **common)
 
 
-def recall(settings: Settings, user_id: int, k: int | None = None, as_json: bool = False) -> list[str]:
+def user_id_of(value: str, id_type: str):
+    """A user ID typed on the command line, as the served user entity types it."""
+    if id_type == "string":
+        return value
+    try:
+        uid = int(value)
+    except ValueError:
+        raise UserError(f"USER must be an int64 user ID (the user entity's join key is Int64), got {value!r}") from None
+    if not -(2**63) <= uid < 2**63:
+        raise UserError(f"USER {value} is out of the int64 range")
+    return uid
+
+
+def recall(settings: Settings, user_id: str, k: int | None = None, as_json: bool = False) -> list[str]:
     """One user's recall in-process; the lines ``twotower recall`` prints."""
     from serving.retriever import Retriever
 
     retriever = Retriever.open(settings, Workspace(settings.workspace))
     try:
-        result = retriever.recall(user_id, k)
+        result = retriever.recall(user_id_of(str(user_id), retriever.current.tower.spec.user.id_type), k)
     finally:
         retriever.close()
     if as_json:

@@ -38,3 +38,14 @@ def small_world(tmp_path_factory) -> tuple[Settings, Workspace]:
     ws = Workspace(settings.workspace)
     simulate(settings, ws, **SMALL_WORLD)
     return settings, ws
+
+
+def write_default_spec(ws: Workspace) -> None:
+    """The package repo's feature spec as ``feast apply`` would leave it, without running Feast
+    (for tests of the layers below the feature store: validation, examples)."""
+    import json
+
+    from model_data import default_spec
+
+    ws.feast_dir.mkdir(parents=True, exist_ok=True)
+    ws.feature_spec_path.write_text(json.dumps(default_spec().to_dict()))

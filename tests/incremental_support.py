@@ -60,8 +60,8 @@ def user_vector(retriever, user: int, hour: int) -> np.ndarray:
     from serving.recall import plan, user_vectors
 
     gen = retriever.current
-    online = retriever.reader.read([user], gen.slot)
-    return user_vectors(online, plan(online, gen.id, gen.tower), gen.tower, hour)[0]
+    online = retriever.reader.read([user], gen.slot, gen.tower.spec)
+    return user_vectors(online, plan(online, gen.id, gen.tower), gen.tower, {"hour": hour})[0]
 
 
 def category_scores(ws: Workspace, generation: str, vector: np.ndarray) -> dict:

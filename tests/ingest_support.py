@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from twotower.core import schema
+from model_data import spec_at
 from twotower.ingest.job import ingest
 from twotower.core.workspace import Workspace
 
@@ -36,7 +37,7 @@ user_id,age_bucket,gender,city_tier,interest_tags,signup_date,event_timestamp,ni
 3,6,2,4,5 6,2026-10-15T23:30:00-02:00,,carol
 """
 ITEMS_CSV = f"""\
-item_id,category,tags,author_id,created_at
+item_id,category,tags,author_id,event_timestamp
 10,1,1|2,7,2026-10-20T12:00:00+00:00
 11,2,,,{epoch_s(utc(2026, 10, 21, 6))}
 12,,9,,{epoch_s(utc(2026, 10, 22, 7, 30)) * 1000 + 250}
@@ -54,22 +55,20 @@ request_id,user_id,item_id,event_type,position,event_timestamp
 
 H0 = utc(2026, 11, 1)  # history start: midnight UTC of the earliest event day
 
+# The columns of the package repo's views (user_profile, item_profile): join key, declared
+# fields (a missing value stays null, a missing list is empty), the view's timestamp (missing:
+# the history start). signup_date and nickname are not declared: ignored.
 EXPECTED_USERS = [
-    dict(user_id=1, age_bucket=2, gender=1, city_tier=3, interest_tags=[3, 17, 42],
-         signup_date=date(2026, 10, 1), event_timestamp=utc(2026, 10, 1, 8)),
-    dict(user_id=2, age_bucket=0, gender=0, city_tier=0, interest_tags=[],
-         signup_date=date(2026, 11, 1), event_timestamp=H0),
-    dict(user_id=3, age_bucket=6, gender=2, city_tier=4, interest_tags=[5, 6],
-         signup_date=date(2026, 10, 16), event_timestamp=utc(2026, 10, 16)),
+    dict(user_id=1, age_bucket=2, gender=1, city_tier=3, interest_tags=[3, 17, 42], event_timestamp=utc(2026, 10, 1, 8)),
+    dict(user_id=2, age_bucket=None, gender=None, city_tier=None, interest_tags=[], event_timestamp=H0),
+    dict(user_id=3, age_bucket=6, gender=2, city_tier=4, interest_tags=[5, 6], event_timestamp=H0),
 ]
 EXPECTED_ITEMS = [
-    dict(item_id=10, category=1, tags=[1, 2], author_id=7, created_at=utc(2026, 10, 20, 12)),
-    dict(item_id=11, category=2, tags=[], author_id=0, created_at=utc(2026, 10, 21, 6)),
-    dict(item_id=12, category=0, tags=[9], author_id=0, created_at=utc(2026, 10, 22, 7, 30, 0, 250_000)),
-    dict(item_id=13, category=4, tags=[8, 9], author_id=70, created_at=H0),
+    dict(item_id=10, category=1, tags=[1, 2], author_id=7, event_timestamp=utc(2026, 10, 20, 12)),
+    dict(item_id=11, category=2, tags=[], author_id=None, event_timestamp=utc(2026, 10, 21, 6)),
+    dict(item_id=12, category=None, tags=[9], author_id=None, event_timestamp=utc(2026, 10, 22, 7, 30, 0, 250_000)),
+    dict(item_id=13, category=4, tags=[8, 9], author_id=70, event_timestamp=H0),
 ]
-for _item in EXPECTED_ITEMS:
-    _item["event_timestamp"] = _item["created_at"]
 # (request_id or None, user, item, type, position, UTC time); listed in storage order per day.
 EXPECTED_EVENTS = {
     date(2026, 11, 1): [
@@ -115,7 +114,7 @@ def write_parquet_inputs(folder: Path) -> dict[str, Path]:
         "category": pd.array([1, 2, None, 4], dtype="Int64"),
         "tags": [[1, 2], [], [9], [8, 9]],
         "author_id": pd.array([7, None, None, 70], dtype="Int64"),
-        "created_at": pd.to_datetime(  # naive = UTC
+        "event_timestamp": pd.to_datetime(  # naive = UTC
             ["2026-10-20T12:00:00", "2026-10-21T06:00:00", "2026-10-22T07:30:00.250", None], format="ISO8601"
         ),
     })
@@ -156,8 +155,9 @@ def stored_events(ws: Workspace) -> dict[date, list[dict]]:
 def check_world(ws: Workspace) -> None:
     """The store holds exactly the EXPECTED_* world, in the store schema."""
     users, items = pq.read_table(ws.users_path), pq.read_table(ws.items_path)
-    assert users.schema.remove_metadata() == schema.USERS
-    assert items.schema.remove_metadata() == schema.ITEMS
+    spec = spec_at(ws)
+    assert users.schema.remove_metadata() == schema.tower_table(spec.user)
+    assert items.schema.remove_metadata() == schema.tower_table(spec.item)
     assert users.to_pylist() == EXPECTED_USERS
     assert items.to_pylist() == EXPECTED_ITEMS
     assert [p.name for p in sorted(ws.events_dir.iterdir())] == [
@@ -188,5 +188,5 @@ def csv_inputs(tmp_path) -> dict[str, Path]:
 @pytest.fixture
 def loaded(settings, ws, csv_inputs) -> Workspace:
     """A workspace whose store holds the CSV world."""
-    ingest(settings, ws, **csv_inputs)
+    ingest(settings, ws, spec_at(ws), **csv_inputs)
     return ws

@@ -35,6 +35,21 @@ def small_settings(**overrides) -> ModelSettings:
     return ModelSettings(**{**base, **overrides})
 
 
+@lru_cache(maxsize=1)
+def default_spec():
+    """The feature spec of the package's own feature repo (the simulator's world)."""
+    from twotower.core.config import FeatureSettings
+    from twotower.feature_store import FEATURE_REPO
+    from twotower.feature_store.spec import of_repo
+
+    return of_repo(FEATURE_REPO, FeatureSettings())
+
+
+def spec_at(ws):
+    """The package repo's spec with its sources in workspace ``ws`` (as ``feast apply`` there gives)."""
+    return default_spec().bind(ws.root)
+
+
 @dataclass(frozen=True)
 class Data:
     root: Path
@@ -67,7 +82,7 @@ def data() -> Data:
     events = {d: pd.read_parquet(ws.events_day_dir(d)) for d in days}
     s = small_settings()
     examples = {
-        d: build_examples(e, users, items, max_tags=s.max_tags, hard_negatives=s.hard_negatives_per_example, day=d)
+        d: build_examples(e, users, items, spec=default_spec(), hard_negatives=s.hard_negatives_per_example, day=d)
         for d, e in events.items()
     }
     return Data(root, users, items, events, examples, days)
@@ -84,9 +99,10 @@ def trained(objective: str = "listwise"):
     s = small_settings(objective=objective)
     users, items = d.known_before(d.days[2])
     train_events = pd.concat([d.events[d.days[0]], d.events[d.days[1]]])
-    catalog = ItemCatalog.from_frames(items, s.max_tags, item_frequencies(train_events, items["item_id"]))
+    spec = default_spec()
+    catalog = ItemCatalog.from_frames(items, spec.item, item_frequencies(train_events, items["item_id"]))
     train = pd.concat([d.examples[d.days[0]], d.examples[d.days[1]]], ignore_index=True)
-    return train_full(s, train, user_ids=users["user_id"].to_numpy(), catalog=catalog, seed=1)
+    return train_full(s, train, spec=spec, user_ids=users["user_id"].to_numpy(), catalog=catalog, seed=1)
 
 
 def held_out() -> pd.DataFrame:

@@ -113,3 +113,12 @@ def feast_server(settings: Settings, ws: Workspace, log: Path):
     base = f"http://127.0.0.1:{port}"
     with running(cmd, f"{base}/health", log, cwd=feature_store.FEATURE_REPO, env=env, timeout=120):
         yield base
+
+
+def twotower_cli(ws: Path, *args: str, timeout: float = 900) -> str:
+    """``twotower --workspace WS ARGS`` as a user runs it (no TWOTOWER_* of the test process); its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTOWER_")}
+    proc = subprocess.run([str(TWOTOWER), "--workspace", str(ws), *args], capture_output=True, text=True, env=env,
+                          timeout=timeout)  # fmt: skip
+    assert proc.returncode == 0, f"twotower {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout

@@ -195,3 +195,30 @@ def test_apply_is_skipped_only_while_nothing_it_reads_changed(world_copy, tmp_pa
     store.registry.refresh()
     store.apply([])  # someone else writes the registry: the next apply must run
     assert feature_store.applied_state(settings, ws) != json.loads((ws.feast_dir / feature_store.APPLIED).read_text())
+
+
+def test_training_examples_equal_feast_historical_features(world_copy):
+    """Train/serve parity, offline: the examples' point-in-time features are what Feast's own
+    ``get_historical_features`` returns for the same (entity, click time) rows."""
+    from materialize.examples import build_examples
+    from materialize.sources import view_tables
+    from twotower.core.features import encode
+
+    settings, ws = world_copy
+    feature_store.apply(settings, ws)
+    store, spec = feature_store.store(settings, ws), feature_store.applied_spec(ws)
+    day = ws.days()[1]
+    examples = build_examples(
+        pd.read_parquet(ws.events_day_dir(day)), view_tables(spec.user), view_tables(spec.item),
+        spec=spec, hard_negatives=2, day=day,
+    ).sample(300, random_state=0).reset_index(drop=True)  # fmt: skip
+    at = pd.to_datetime(examples["event_timestamp"], unit="us", utc=True)
+    for tower, key in ((spec.user, "user_id"), (spec.item, "item_id")):
+        entity = pd.DataFrame({tower.join_key: examples[key].to_numpy(), "event_timestamp": at, "_row": np.arange(len(at))})
+        got = store.get_historical_features(entity_df=entity, features=[f.ref for f in tower.features]).to_df()
+        got = got.sort_values("_row").reset_index(drop=True)
+        assert got["_row"].tolist() == list(range(len(at)))
+        for f in tower.features:
+            column = examples[tower.column(f)].to_numpy()
+            want = np.stack(column) if f.kind in ("multi", "vector") else column
+            np.testing.assert_array_equal(encode(f, got[f.name]), want, err_msg=f.ref)

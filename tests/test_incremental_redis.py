@@ -21,7 +21,8 @@ from twotower.core.config import load_settings
 from twotower.pipelines.incremental import run
 from twotower.pipelines.incremental.push import OnlineEmbeddings
 from twotower.stream import open_stream
-from twotower.stream.emit import emit_day, emit_user
+from twotower.research.simulate.clicks import emit_user
+from twotower.stream.emit import emit_day
 from twotower.core.workspace import Workspace
 
 

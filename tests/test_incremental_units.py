@@ -15,7 +15,7 @@ from twotower.pipelines.incremental.examples import RecentRankedOut
 from twotower.pipelines.incremental.freshness import BUCKETS, FreshnessRecorder
 from twotower.pipelines.incremental.push import NONE, landed, newer
 from twotower.pipelines.incremental.state import ChainState, StateStore
-from twotower.stream.emit import user_click_events
+from twotower.research.simulate.clicks import user_click_events
 from twotower.stream.file_log import FileEventLog
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)

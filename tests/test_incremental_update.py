@@ -27,7 +27,8 @@ from twotower.pipelines.incremental import run
 from twotower.pipelines.incremental.push import OnlineEmbeddings
 from twotower.pipelines.incremental.updater import Updater, single_updater
 from twotower.stream import open_stream
-from twotower.stream.emit import emit_day, emit_user
+from twotower.research.simulate.clicks import emit_user
+from twotower.stream.emit import emit_day
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +164,7 @@ def test_unknown_users_train_oov_rows_and_are_still_served(world):
     settings, ws, g1, _g2 = world
     stranger = 10**12 + 5  # in no table at all: no own row, no profile
     items = pd.read_parquet(ws.items_path)
-    from twotower.stream.emit import user_click_events
+    from twotower.research.simulate.clicks import user_click_events
 
     events = user_click_events(stranger, int(items.category.iloc[0]), 4, items, pd.Timestamp.now(tz="UTC").to_pydatetime(),
                                impressions=8, ranked_out=4, seed=0)  # fmt: skip

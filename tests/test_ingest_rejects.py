@@ -15,6 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from twotower.core.errors import DataError
+from conftest import write_default_spec
+from model_data import spec_at
 from twotower.ingest.job import ingest
 from twotower.ingest.commit import STAGING, recover
 from twotower.core.workspace import Workspace
@@ -44,8 +46,8 @@ def _bad_cases(stored_event_id: int) -> list[tuple[str, dict[str, tuple[str, str
          ["ev.csv", "column 'event_type'", "not one of impression, click, ranked_out", "row 1 ('view')"]),
         ("out of range", {"users": ("us.csv", "user_id,gender\n7,3\n")},
          ["us.csv", "column 'gender'", "out of range 0..2", "row 1 ('3')"]),
-        ("bad tag", {"items": ("it.csv", "item_id,tags\n30,1|2\n31,1|x\n32,0\n")},
-         ["it.csv", "column 'tags'", "rows 2 ('1|x'), 3 ('0')"]),
+        ("bad tag", {"items": ("it.csv", "item_id,tags\n30,1|2\n31,1|x\n32,0|2147483648\n")},  # Array(Int32)
+         ["it.csv", "column 'tags'", "not a list of int32", "rows 2 ('1|x'), 3 ('0|2147483648')"]),
         ("duplicate user_id", {"users": ("us.csv", "user_id\n5\n6\n5\n")},
          ["us.csv", "column 'user_id'", "duplicate user_id", "rows 1 (5), 3 (5)"]),
         ("duplicate item_id", {"items": ("it.csv", "item_id\n10\n10\n")},
@@ -87,7 +89,7 @@ def test_bad_input_names_file_column_rows_and_writes_nothing(settings, loaded, t
             paths[option].write_text(content)
     before = tree(loaded.root)
     with pytest.raises(DataError) as err:
-        ingest(settings, loaded, **paths)
+        ingest(settings, loaded, spec_at(loaded), **paths)
     message = str(err.value)
     assert message.startswith("ingest rejected, nothing was written")
     for needle in needles:
@@ -100,7 +102,7 @@ def test_bad_parquet_reports_rows_and_types(settings, loaded, tmp_path):
     pq.write_table(pa.table({"user_id": [1.0, 2.5, 3.0], "gender": [True, False, True]}), path)
     before = tree(loaded.root)
     with pytest.raises(DataError) as err:
-        ingest(settings, loaded, users=path)
+        ingest(settings, loaded, spec_at(loaded), users=path)
     message = str(err.value)
     assert f"{path}: column 'user_id': not an integer: row 2 (2.5)" in message
     assert f"{path}: column 'gender': has type bool, expected integer: rows 1 (True), 2 (False), 3 (True)" in message
@@ -111,7 +113,7 @@ def test_rejected_first_ingest_creates_nothing(settings, ws, tmp_path):
     users = tmp_path / "users.csv"
     users.write_text("user_id\n1\n")  # no dates and no events anywhere: cannot be dated
     with pytest.raises(DataError) as err:
-        ingest(settings, ws, users=users)
+        ingest(settings, ws, spec_at(ws), users=users)
     assert "column 'event_timestamp'" in str(err.value) and "row 1" in str(err.value)
     assert tree(ws.root) == {}
 
@@ -120,7 +122,7 @@ def test_header_only_events_file_changes_nothing(settings, loaded, tmp_path):
     events = tmp_path / "ev.csv"
     events.write_text(EVENTS_HEAD)
     before = tree(loaded.root)
-    summary = ingest(settings, loaded, events=events)
+    summary = ingest(settings, loaded, spec_at(loaded), events=events)
     assert (summary.events, summary.days) == (0, ())
     assert tree(loaded.root) == before
 
@@ -129,7 +131,7 @@ def test_too_many_offending_rows_are_counted_not_listed(settings, loaded, tmp_pa
     events = tmp_path / "ev.csv"
     events.write_text(EVENTS_HEAD + "1,10,nope,2026-11-05T00:00:00Z\n" * 12)
     with pytest.raises(DataError) as err:
-        ingest(settings, loaded, events=events)
+        ingest(settings, loaded, spec_at(loaded), events=events)
     assert "rows 1 ('nope'), 2 ('nope'), 3 ('nope'), 4 ('nope'), 5 ('nope') and 7 more" in str(err.value)
 
 
@@ -139,6 +141,7 @@ CRASH = textwrap.dedent("""
     from pathlib import Path
     from twotower.ingest import commit as offline_commit
     from twotower.core.config import Settings
+    from twotower.core.features import FeatureSpec
     from twotower.ingest.job import ingest
     from twotower.core.workspace import Workspace
 
@@ -157,7 +160,8 @@ CRASH = textwrap.dedent("""
                 die()  # day=2026-11-02 moved out, its replacement not yet in
             real(src, dst)
         os.rename = rename
-    ingest(Settings(workspace=root), Workspace(Path(root)), users=Path(users), events=Path(events))
+    spec = FeatureSpec.load(Path(root) / "feast" / "spec.json")
+    ingest(Settings(workspace=root), Workspace(Path(root)), spec, users=Path(users), events=Path(events))
 """)
 
 
@@ -170,8 +174,9 @@ def test_kill_9_leaves_old_store_or_is_rolled_forward(settings, loaded, tmp_path
     # Reference: the same ingest, uncrashed, on a copy of the store.
     reference = Workspace(tmp_path / "reference")
     shutil.copytree(loaded.root, reference.root)
-    ingest(settings, reference, users=users, events=events)
+    ingest(settings, reference, spec_at(reference), users=users, events=events)
 
+    write_default_spec(loaded)  # what the crashing process reads its columns from
     before = tree(loaded.offline)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTOWER_")}
     proc = subprocess.run([sys.executable, "-c", CRASH, when, str(loaded.root), str(users), str(events)],

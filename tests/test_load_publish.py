@@ -67,7 +67,7 @@ def pinned_expectations(settings, ws, generation, requests, hours):
     from serving.online import reader
     from serving.retriever import pinned
 
-    read = reader(feature_store.store(settings, ws), settings.serving.feature_service, settings.model.max_tags)
+    read = reader(feature_store.store(settings, ws))
     retriever = pinned(settings, ws, generation, read)
     try:
         return publish_load.expected(retriever, requests, K, hours)

@@ -16,7 +16,6 @@ from tfrs_models.export import (
     user_id_embedding_table,
     user_vectors,
 )
-from tfrs_models.catalog import pad_lists
 from twotower.core.schema import USER_ID_EMBEDDING
 
 
@@ -51,18 +50,16 @@ def test_numpy_and_saved_model_user_towers_agree(exported):
     assert 0 < known.sum() < len(ids)  # known users and day-3 signups
     table = user_id_embedding_table(model).set_index("user_id")["embedding"]
     emb = np.stack([table[u] if k else tower.oov_embedding(u) for u, k in zip(ids, known)]).astype(np.float32)
-    feats = dict(
-        age_bucket=probe["age_bucket"].to_numpy(np.int64), gender=probe["gender"].to_numpy(np.int64),
-        city_tier=probe["city_tier"].to_numpy(np.int64),
-        interest_tags=pad_lists(probe["interest_tags"].to_numpy(), model.settings.max_tags),
-        hour=probe["hour"].to_numpy(np.int64),
-    )  # fmt: skip
-    fast = tower(emb, **feats)
-    saved = serve(id_embedding=emb, **feats)["user_vector"].numpy()
+    spec = model.spec
+    feats = {f.name: np.stack(probe[spec.user.column(f)].to_numpy()) if f.kind == "multi"
+             else probe[spec.user.column(f)].to_numpy() for f in spec.user.features}  # fmt: skip
+    context = {"hour": probe["hour"].to_numpy(np.int64)}
+    fast = tower(emb, feats, context)
+    saved = serve(id_embedding=emb, **feats, **context)["user_vector"].numpy()
     reference = user_vectors(model, probe)  # the training graph, ID lookup included
     np.testing.assert_allclose(fast, saved, atol=1e-5)
     np.testing.assert_allclose(fast, reference, atol=1e-5)
-    one = tower(emb[7], **{k: v[7] for k, v in feats.items()})  # the one-user path
+    one = tower(emb[7], {k: v[7:8] for k, v in feats.items()}, {"hour": context["hour"][7:8]})  # the one-user path
     assert one.shape == (model.settings.output_dim,)
     np.testing.assert_allclose(one, saved[7], atol=1e-5)
 

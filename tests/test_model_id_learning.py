@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from materialize.examples import item_frequencies
-from model_data import data, held_out, small_settings
+from model_data import data, default_spec, held_out, small_settings
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.evaluate import evaluate_model, id_diagnostics
 from tfrs_models.training import train_full
@@ -30,9 +30,10 @@ def _train(**overrides):
     s = small_settings(**overrides)
     users, items = d.known_before(d.days[2])
     events = pd.concat([d.events[d.days[0]], d.events[d.days[1]]])
-    catalog = ItemCatalog.from_frames(items, s.max_tags, item_frequencies(events, items["item_id"]))
+    spec = default_spec()
+    catalog = ItemCatalog.from_frames(items, spec.item, item_frequencies(events, items["item_id"]))
     train = pd.concat([d.examples[d.days[0]], d.examples[d.days[1]]], ignore_index=True)
-    return train_full(s, train, user_ids=users["user_id"].to_numpy(), catalog=catalog, seed=1).model
+    return train_full(s, train, spec=spec, user_ids=users["user_id"].to_numpy(), catalog=catalog, seed=1).model
 
 
 def test_full_update_trains_the_id_tables_and_the_user_tower_uses_them():

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from materialize.examples import item_frequencies
-from model_data import data, held_out, small_settings, trained
+from model_data import data, default_spec, held_out, small_settings, trained
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.checkpoint import clone_model, load_model, save_model, warm_start
 from tfrs_models.export import item_vectors, user_vectors
@@ -22,8 +22,8 @@ def snapshot(variables) -> list[np.ndarray]:
 @pytest.fixture(scope="module")
 def today():
     """Day 3 as the next full update sees it: every user and item, the day's frequencies."""
-    d, s = data(), small_settings()
-    catalog = ItemCatalog.from_frames(d.items, s.max_tags, item_frequencies(d.events[d.days[2]], d.items["item_id"]))
+    d = data()
+    catalog = ItemCatalog.from_frames(d.items, default_spec().item, item_frequencies(d.events[d.days[2]], d.items["item_id"]))
     return d.users["user_id"].to_numpy(), catalog
 
 
@@ -52,13 +52,13 @@ def test_full_update_trains_one_epoch_from_the_previous_full_model(today):
     user_ids, catalog = today
     previous = trained().model
     day3 = held_out()
-    run = train_full(small_settings(), day3, user_ids=user_ids, catalog=catalog, previous=previous, seed=2)
+    run = train_full(small_settings(), day3, spec=default_spec(), user_ids=user_ids, catalog=catalog, previous=previous, seed=2)
     assert run.examples == len(day3) and run.steps == -(-len(day3) // small_settings().batch_size)
     assert run.model.user_vocab.contains(day3["user_id"].to_numpy()).all()  # new users got their own rows
     # it continued from the previous model: its vectors are far closer to it than a fresh start's
     probe = held_out().iloc[:200]
     moved = np.abs(user_vectors(run.model, probe) - user_vectors(previous, probe)).mean()
-    scratch = train_full(small_settings(), day3, user_ids=user_ids, catalog=catalog, seed=2).model
+    scratch = train_full(small_settings(), day3, spec=default_spec(), user_ids=user_ids, catalog=catalog, seed=2).model
     assert moved < np.abs(user_vectors(scratch, probe) - user_vectors(previous, probe)).mean()
 
 

@@ -12,7 +12,7 @@ from tfrs_models.model import build_model
 
 
 def untrained_like(model):
-    return build_model(model.settings, model.user_vocab, model.item_vocab, model.catalog, seed=123)
+    return build_model(model.settings, model.spec, model.user_vocab, model.item_vocab, model.catalog, seed=123)
 
 
 @pytest.mark.parametrize("objective", ["listwise", "pointwise", "pairwise"])
@@ -57,7 +57,7 @@ def test_unseen_items_get_vectors():
 
 def test_settings_drive_the_architecture():
     model = build_model(
-        small_settings(output_dim=8, hidden_units=[12, 10]), trained().model.user_vocab,
+        small_settings(output_dim=8, hidden_units=[12, 10]), trained().model.spec, trained().model.user_vocab,
         trained().model.item_vocab, trained().model.catalog,
     )  # fmt: skip
     assert user_vectors(model, held_out().iloc[:3]).shape == (3, 8)
@@ -70,7 +70,8 @@ def test_trains_without_hard_or_uniform_negatives():
 
     d = data()
     s = small_settings(objective="pairwise", hard_negatives_per_example=0, num_easy_negatives=0)
-    ex = build_examples(d.events[d.days[0]], d.users, d.items, max_tags=s.max_tags, hard_negatives=0)
+    spec = trained().model.spec
+    ex = build_examples(d.events[d.days[0]], d.users, d.items, spec=spec, hard_negatives=0)
     assert ex["hard_item_id"].map(len).eq(0).all()
-    run = train_full(s, ex, user_ids=d.users["user_id"].to_numpy(), catalog=trained().model.catalog, seed=0)
+    run = train_full(s, ex, spec=spec, user_ids=d.users["user_id"].to_numpy(), catalog=trained().model.catalog, seed=0)
     assert run.examples == len(ex) and run.mean_loss > 0.1  # in-batch negatives carry the loss

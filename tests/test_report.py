@@ -65,6 +65,7 @@ def synthetic_clicks(seeds=(0, 1), days=("2026-11-02", "2026-11-03"), per_hour=3
 
 @pytest.fixture(scope="module")
 def reported(tmp_path_factory):
+    from conftest import write_default_spec
     from twotower.pipelines.incremental.freshness import FreshnessRecorder
     from validation import validate_day
 
@@ -72,6 +73,7 @@ def reported(tmp_path_factory):
     settings = load_settings(workspace=root / "ws")
     ws = Workspace(settings.workspace)
     simulate(settings, ws, users=150, items=80, days=2, seed=3)
+    write_default_spec(ws)
     parent = None
     for i, day in enumerate(ws.days()):
         validate_day(settings, ws, day)

@@ -69,7 +69,7 @@ def pinned_retrievers(served):
     """In-process retrievers fixed on each generation, over the same online store."""
     settings, ws, ids, _ = served
     store = feature_store.store(settings, ws)
-    read = online_reader(store, settings.serving.feature_service, settings.model.max_tags)
+    read = online_reader(store)
     return {gid: pinned(settings, ws, gid, read) for gid in ids}
 
 

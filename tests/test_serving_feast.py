@@ -46,12 +46,14 @@ def test_feast_feature_server_answers_user_tower(tmp_path_factory, tmp_path):
     assert statuses["embedding"][3] == "NOT_FOUND" and columns["generation"][3] is None
 
     # ...and what the recall server's reader reads from the same store.
-    read = online_reader(feature_store.store(settings, ws), settings.serving.feature_service, settings.model.max_tags)
-    rows = read.read(users, slot)
+    read = online_reader(feature_store.store(settings, ws))
+    spec = feature_store.applied_spec(ws)
+    rows = read.read(users, slot, spec)
     assert rows.generations == columns["generation"]
-    assert rows.age_bucket[:3].tolist() == columns["age_bucket"][:3]
+    assert rows.features["age_bucket"][:3].tolist() == columns["age_bucket"][:3]
     assert rows.has_profile.tolist() == [True, True, True, False]
+    max_len = spec.user.feature("interest_tags").max_len
     for i in range(3):
         assert np.allclose(rows.embeddings[i], columns["embedding"][i])
-        tags = [t for t in columns["interest_tags"][i] if t][: settings.model.max_tags]
-        assert rows.interest_tags[i][: len(tags)].tolist() == tags
+        tags = list(columns["interest_tags"][i])[:max_len]
+        assert rows.features["interest_tags"][i][: len(tags)].tolist() == tags

@@ -39,17 +39,18 @@ def test_direct_reader_on_redis_equals_sqlite_and_does_not_grow(tmp_path_factory
         materialize_generation(settings, ws, end - timedelta(microseconds=1))
 
         def direct(s, w):
-            return reader(feature_store.store(s, w), s.serving.feature_service, s.model.max_tags)
+            return reader(feature_store.store(s, w))
 
         on_redis, on_sqlite = direct(settings, ws), direct(sqlite_settings, sqlite_ws)
-        sizes = [len(v.features) for v in on_redis.views]
+        spec = feature_store.applied_spec(ws)
+        sizes = [len(v.features) for v in on_redis.views(spec)]
         for _ in range(30):
-            got = on_redis.read(users, slot)
-        assert [len(v.features) for v in on_redis.views] == sizes
-        want = on_sqlite.read(users, slot)
+            got = on_redis.read(users, slot, spec)
+        assert [len(v.features) for v in on_redis.views(spec)] == sizes
+        want = on_sqlite.read(users, slot, spec)
         assert got.has_profile.tolist() == want.has_profile.tolist() and got.has_profile[:-1].all()
-        for name in ("age_bucket", "gender", "city_tier", "interest_tags"):
-            assert np.array_equal(getattr(got, name), getattr(want, name)), name
+        for name in want.features:
+            assert np.array_equal(got.features[name], want.features[name]), name
         assert got.generations == want.generations and got.generations[0] == g2
         assert all(np.array_equal(a, b) for a, b in zip(got.embeddings[:-1], want.embeddings[:-1]))
         r_redis, r_sqlite = Retriever.open(settings, ws), Retriever.open(sqlite_settings, sqlite_ws)

@@ -3,6 +3,8 @@ watcher swaps on a flip and keeps serving when a published generation cannot be 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 
 import numpy as np
@@ -42,20 +44,24 @@ def test_direct_and_sdk_readers_agree(world):
     store = feature_store.store(settings, ws)
     users = users_of(ws, g2, 20) + [10**12]
     slot = gens.load(ws, g2).embedding_slot
-    direct = online_reader(store, "user_tower", settings.model.max_tags, "direct").read(users, slot)
-    sdk = online_reader(store, "user_tower", settings.model.max_tags, "sdk").read(users, slot)
+    spec = feature_store.applied_spec(ws)
+    direct = online_reader(store, "direct").read(users, slot, spec)
+    sdk = online_reader(store, "sdk").read(users, slot, spec)
     assert direct.has_profile.tolist() == sdk.has_profile.tolist() == [True] * 20 + [False]
     assert direct.generations == sdk.generations == [g2] * 20 + [None]
-    for name in ("age_bucket", "gender", "city_tier", "interest_tags"):
-        assert np.array_equal(getattr(direct, name), getattr(sdk, name)), name
-    assert direct.interest_tags.shape == (21, settings.model.max_tags)
+    assert set(direct.features) == {f.name for f in spec.user.features}
+    for name in direct.features:
+        assert np.array_equal(direct.features[name], sdk.features[name]), name
+    assert direct.features["interest_tags"].shape == (21, spec.user.feature("interest_tags").max_len)
     assert all(np.array_equal(a, b) for a, b in zip(direct.embeddings[:20], sdk.embeddings[:20]))
 
 
 def test_unknown_feature_service_is_named(world):
-    settings, ws, _ = world
+    settings, ws, (_g1, g2) = world
+    spec = feature_store.applied_spec(ws)
+    renamed = replace(spec, user=replace(spec.user, service="no_such_service"))
     with pytest.raises(UserError, match="no_such_service"):
-        online_reader(feature_store.store(settings, ws), "no_such_service", settings.model.max_tags)
+        online_reader(feature_store.store(settings, ws)).read([1], gens.load(ws, g2).embedding_slot, renamed)
 
 
 def test_batch_is_one_tower_forward_and_matches_single_requests(world):
@@ -84,7 +90,7 @@ def test_old_generation_is_released_only_after_in_flight_requests(private):
         assert old is held and not old.closed
         assert retriever.current is new
         # The in-flight request still completes on its own generation.
-        assert retriever._recall(held, [user], 5, 3).generation == g2
+        assert retriever._recall(held, [user], 5, {"hour": 3, "weekday": 0}).generation == g2
     assert old.closed and old.leases == 0
     assert retriever.recall(user, 5).generation == g1
     retriever.close()
@@ -141,8 +147,8 @@ def test_redis_online_store_serves_the_same_recall(world, tmp_path):
         assert [r.path for r in got.recalls] == [r.path for r in want.recalls] == [EMBEDDING] * 6 + [POPULAR]
         for a, b in zip(got.recalls, want.recalls):
             assert a.generation == b.generation == g2 and a.item_ids.tolist() == b.item_ids.tolist()
-        sdk = online_reader(feature_store.store(settings, ws), "user_tower", settings.model.max_tags, "sdk")
-        assert sdk.read(users, manifest.embedding_slot).generations == [g2] * 6 + [None]
+        sdk = online_reader(feature_store.store(settings, ws), "sdk")
+        assert sdk.read(users, manifest.embedding_slot, feature_store.applied_spec(ws)).generations == [g2] * 6 + [None]
         on_redis.close()
         on_sqlite.close()
 
@@ -156,3 +162,33 @@ def test_fast_json_encoding_equals_the_dict(world):
         assert [i["item_id"] for i in fast["items"]] == [i["item_id"] for i in slow["items"]]
         assert np.allclose([i["score"] for i in fast["items"]], [i["score"] for i in slow["items"]], rtol=1e-6, atol=1e-7)
     retriever.close()
+
+
+def test_the_served_vector_is_the_tower_on_feast_online_features(world):
+    """Train/serve parity, online: the user vector a request is answered with equals the
+    generation's tower applied to ``get_online_features`` of the same feature service."""
+    from serving.recall import plan, user_vectors
+    from twotower.core.features import encode
+
+    settings, ws, (_g1, g2) = world
+    retriever = Retriever.open(settings, ws)
+    try:
+        gen = retriever.current
+        spec = gen.tower.spec
+        users = users_of(ws, g2, 12)
+        store = feature_store.store(settings, ws)
+        sdk = store.get_online_features(
+            features=store.get_feature_service(spec.user.service),
+            entity_rows=[{spec.user.join_key: u, "embedding_slot": gen.slot} for u in users],
+        ).to_dict()
+        context = {"hour": np.full(len(users), 5)}
+        want = gen.tower(np.stack(sdk["embedding"]).astype(np.float32),
+                         {f.name: encode(f, sdk[f.name]) for f in spec.user.features}, context)  # fmt: skip
+        rows = retriever.reader.read(users, gen.slot, spec)
+        served = user_vectors(rows, plan(rows, gen.id, gen.tower), gen.tower, {"hour": 5, "weekday": 0})
+        np.testing.assert_allclose(served, want, atol=1e-6)
+        result = retriever.recall_batch(users, 10, hour=5)
+        for r, vector in zip(result.recalls, want):
+            assert r.item_ids.tolist() == gen.index.query(vector, 10)[0].tolist()
+    finally:
+        retriever.close()

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from twotower.core import schema
+from twotower.research.simulate import tables
 from twotower.core.timeutil import to_us
 from twotower.core.errors import UserError
 from twotower.research.simulate import Truth, simulate
@@ -36,8 +37,8 @@ def test_same_seed_same_world_other_seed_other_world(settings, tmp_path):
 
 def test_tables_follow_the_schema(small_world):
     _, ws = small_world
-    assert pq.read_schema(ws.users_path).remove_metadata() == schema.USERS
-    assert pq.read_schema(ws.items_path).remove_metadata() == schema.ITEMS
+    assert pq.read_schema(ws.users_path).remove_metadata() == tables.USERS
+    assert pq.read_schema(ws.items_path).remove_metadata() == tables.ITEMS
     assert len(ws.days()) == 3
     for day in ws.days():
         table = pq.read_table(ws.events_day_dir(day))

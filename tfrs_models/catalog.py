@@ -2,8 +2,9 @@
 
 Easy negatives are drawn uniformly from *all* items, not just from the clicked ones in the
 batch, so the model must know every item's features. The catalogue is therefore an explicit
-model input given at build time (and saved with the checkpoint): IDs, features and each
-item's click share (for the sampling-bias correction). Pure numpy/pandas, no TensorFlow.
+model input given at build time (and saved with the checkpoint): ID keys, the original IDs,
+every declared item feature (encoded, twotower/core/features.py) and each item's click share
+(for the sampling-bias correction). Pure numpy/pandas, no TensorFlow.
 """
 
 from __future__ import annotations
@@ -15,19 +16,7 @@ import numpy as np
 import pandas as pd
 
 from twotower.core.errors import DataError
-
-ITEM_FEATURE_COLUMNS = ("item_id", "category", "author_id", "tags")
-
-
-def pad_lists(values, length: int, fill: int = 0, dtype=np.int64) -> np.ndarray:
-    """Ragged lists (None / list / array per row) -> ``[n, length]`` matrix, truncated or padded."""
-    out = np.full((len(values), length), fill, dtype=dtype)
-    for i, v in enumerate(values):
-        if v is None or (isinstance(v, float) and np.isnan(v)):
-            continue
-        v = np.asarray(v, dtype=dtype).reshape(-1)[:length]
-        out[i, : len(v)] = v
-    return out
+from twotower.core.features import Tower, encode_frame, id_array, id_keys
 
 
 def latest_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -45,10 +34,9 @@ def require_columns(df: pd.DataFrame, columns, where: str) -> None:
 
 @dataclass(frozen=True)
 class ItemCatalog:
-    item_id: np.ndarray  # [n] int64
-    category: np.ndarray  # [n] int64
-    author_id: np.ndarray  # [n] int64
-    tags: np.ndarray  # [n, T] int64, 0-padded
+    item_id: np.ndarray  # [n] int64 keys (features.id_keys of the original IDs)
+    labels: np.ndarray  # [n] the original IDs (int64 or str), as given
+    features: dict[str, np.ndarray]  # declared item feature -> encoded [n] or [n, width]
     prob: np.ndarray  # [n] float32, click share (smoothed)
 
     def __len__(self) -> int:
@@ -56,18 +44,20 @@ class ItemCatalog:
 
     @classmethod
     def from_frames(
-        cls, items: pd.DataFrame, max_tags: int, frequencies: pd.DataFrame | None = None
+        cls, items: pd.DataFrame, tower: Tower, frequencies: pd.DataFrame | None = None
     ) -> "ItemCatalog":
-        """Newest features of every item; ``prob`` from an ``item_frequencies`` table.
+        """Newest features of every item (``items`` keyed by the tower's join key); ``prob`` from
+        an ``item_frequencies`` table (keyed by ID key).
 
         Items missing from the frequency table (none clicked yet) get its smallest share, so
         they are never treated as impossible.
         """
-        require_columns(items, ITEM_FEATURE_COLUMNS, "items")
+        key = tower.join_key
+        require_columns(items, (key,), "items")
         if len(items) == 0:
             raise DataError("items: the catalogue is empty")
-        items = latest_rows(items, "item_id")
-        ids = items["item_id"].to_numpy(np.int64)
+        items = latest_rows(items, key)
+        ids = id_keys(items[key].to_numpy(), tower.id_type, f"items column {key!r}")
         prob = np.full(len(ids), 1.0 / len(ids), dtype=np.float64)
         if frequencies is not None and len(frequencies):
             require_columns(frequencies, ("item_id", "prob"), "item frequencies")
@@ -75,17 +65,25 @@ class ItemCatalog:
             prob = freq.reindex(ids).fillna(float(freq.min())).to_numpy()
         return cls(
             item_id=ids,
-            category=items["category"].to_numpy(np.int64),
-            author_id=items["author_id"].to_numpy(np.int64),
-            tags=pad_lists(items["tags"].to_numpy(), max_tags),
+            labels=id_array(items[key].to_numpy()),
+            features=encode_frame(tower, items, "items"),
             prob=prob.astype(np.float32),
         )
 
+    def labels_of(self, keys) -> tuple[np.ndarray, np.ndarray]:
+        """The IDs as given of item ``keys``, and which of the keys the catalogue has."""
+        pos = pd.Index(self.item_id).get_indexer(np.asarray(keys, dtype=np.int64))
+        known = pos >= 0
+        return self.labels[pos[known]], known
+
     def save(self, path: Path) -> None:
+        arrays = {"item_id": self.item_id, "labels": self.labels, "prob": self.prob}
+        arrays.update({f"feature/{k}": v for k, v in self.features.items()})
         with open(path, "wb") as fh:
-            np.savez(fh, **self.__dict__)
+            np.savez(fh, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "ItemCatalog":
         with np.load(path) as z:
-            return cls(**{k: z[k] for k in ("item_id", "category", "author_id", "tags", "prob")})
+            features = {k.removeprefix("feature/"): z[k] for k in z.files if k.startswith("feature/")}
+            return cls(item_id=z["item_id"], labels=z["labels"], features=features, prob=z["prob"])

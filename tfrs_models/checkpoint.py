@@ -1,6 +1,7 @@
 """Checkpoints: weights + vocabularies + item catalogue, and the warm start with vocabulary growth.
 
-A checkpoint directory holds ``model.json`` (format and the architecture it was built with),
+A checkpoint directory holds ``model.json`` (format, the settings and the feature spec it was
+built with),
 ``user_vocab.npz`` / ``item_vocab.npz`` (ID -> row), ``catalog.npz`` and ``weights.npz``
 (plain named arrays). Plain arrays rather than a TF object graph: a warm start has to reshape
 the ID tables anyway, and anybody can open the files with numpy. Written through
@@ -16,16 +17,14 @@ import numpy as np
 
 from twotower.core.config import ModelSettings
 from twotower.core.errors import UserError
+from twotower.core.features import FeatureSpec, architecture_changes
 from twotower.core.files import staged_dir
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.model import TwoTowerModel, build_model
 from tfrs_models.vocab import IdVocab
 
-FORMAT = "twotower-tfrs-checkpoint/1"
-ARCHITECTURE = (
-    "id_embedding_dim", "feature_embedding_dim", "output_dim", "hidden_units", "oov_buckets", "max_tags",
-    "age_buckets", "gender_buckets", "city_tier_buckets", "tag_buckets", "category_buckets", "author_buckets",
-)  # fmt: skip
+FORMAT = "twotower-tfrs-checkpoint/2"
+ARCHITECTURE = ("id_embedding_dim", "feature_embedding_dim", "output_dim", "hidden_units", "oov_buckets")
 _TOWERS = ("user_tower", "item_tower")
 
 
@@ -49,9 +48,30 @@ def save_model(model: TwoTowerModel, directory: str | Path) -> Path:
         model.user_vocab.save(stage / "user_vocab.npz")
         model.item_vocab.save(stage / "item_vocab.npz")
         model.catalog.save(stage / "catalog.npz")
-        meta = {"format": FORMAT, "settings": model.settings.model_dump(mode="json")}
+        meta = {"format": FORMAT, "settings": model.settings.model_dump(mode="json"), "spec": model.spec.to_dict()}
         (stage / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return directory
+
+
+class FeatureSetChanged(UserError):
+    """The feature repo's towers no longer match the model's: a warm start cannot carry the weights."""
+
+
+def check_spec(saved: FeatureSpec, spec: FeatureSpec, where: str) -> None:
+    changes = architecture_changes(saved.architecture(), spec.architecture())
+    if changes:
+        raise FeatureSetChanged(
+            f"{where} was built with other tower inputs than the feature repo declares now: {'; '.join(changes)}. "
+            f"Declare them back, or start a fresh model (full-update --fresh)"
+        )
+
+
+def saved_spec(directory: str | Path) -> FeatureSpec:
+    """The feature spec a checkpoint was built with (read from its model.json, no model built)."""
+    meta_path = Path(directory) / "model.json"
+    if not meta_path.is_file():
+        raise UserError(f"{directory}: not a model checkpoint (no model.json)")
+    return FeatureSpec.from_dict(json.loads(meta_path.read_text())["spec"])
 
 
 def _check_architecture(saved: dict, settings: ModelSettings, where: Path) -> None:
@@ -77,6 +97,7 @@ def load_model(directory: str | Path, settings: ModelSettings) -> TwoTowerModel:
     _check_architecture(meta["settings"], settings, directory)
     model = build_model(
         settings,
+        FeatureSpec.from_dict(meta["spec"]),
         IdVocab.load(directory / "user_vocab.npz"),
         IdVocab.load(directory / "item_vocab.npz"),
         ItemCatalog.load(directory / "catalog.npz"),
@@ -105,16 +126,23 @@ def warm_start(
     user_ids: np.ndarray,
     catalog: ItemCatalog,
     seed: int | None = None,
+    user_labels: np.ndarray | None = None,
+    spec: FeatureSpec | None = None,
 ) -> TwoTowerModel:
     """A model for the next full update: previous weights, vocabularies grown by the new IDs.
 
     Known IDs keep their rows (copied bit for bit), new IDs get freshly initialised rows, the OOV
     rows and all dense weights carry over. ``catalog`` replaces the old one (today's items).
+    ``user_ids`` are keys, ``user_labels`` their original IDs. ``spec`` (default: the previous
+    model's) must declare the same tower inputs (``FeatureSetChanged`` says what changed); its
+    sources may differ.
     """
     _check_architecture(previous.settings.model_dump(mode="json"), settings, Path("(previous model)"))
-    user_vocab = previous.user_vocab.grow(user_ids)
-    item_vocab = previous.item_vocab.grow(catalog.item_id)
-    model = build_model(settings, user_vocab, item_vocab, catalog, seed=seed)
+    spec = spec or previous.spec
+    check_spec(previous.spec, spec, "the served model")
+    user_vocab = previous.user_vocab.grow(user_ids, user_labels)
+    item_vocab = previous.item_vocab.grow(catalog.item_id, catalog.labels)
+    model = build_model(settings, spec, user_vocab, item_vocab, catalog, seed=seed)
     for tower in _TOWERS:
         getattr(model, tower).set_weights(getattr(previous, tower).get_weights())
     for name in ("user_ids", "item_ids"):
@@ -126,12 +154,13 @@ def warm_start(
 
 
 def grown_from_oov(
-    model: TwoTowerModel, settings: ModelSettings, user_ids: np.ndarray, catalog: ItemCatalog
+    model: TwoTowerModel, settings: ModelSettings, user_ids: np.ndarray, catalog: ItemCatalog,
+    user_labels: np.ndarray | None = None,
 ) -> TwoTowerModel:
     """The start of an incremental chain: ``model`` knowing ``user_ids`` and ``catalog``'s items,
     each new ID's own row a copy of its OOV row - the vector serving gave that ID until now - so
     its clicks personalise *its* vector from where serving stood (``model`` is untouched)."""
-    out = warm_start(model, settings, user_ids, catalog)
+    out = warm_start(model, settings, user_ids, catalog, user_labels=user_labels)
     for name in ("user_ids", "item_ids"):
         old, new = getattr(model, name), getattr(out, name)
         fresh = new.vocab.ids[~old.vocab.contains(new.vocab.ids)]
@@ -144,7 +173,7 @@ def grown_from_oov(
 
 def clone_model(model: TwoTowerModel, settings: ModelSettings | None = None) -> TwoTowerModel:
     """An independent copy (same vocabularies, catalogue and weights)."""
-    copy = build_model(settings or model.settings, model.user_vocab, model.item_vocab, model.catalog)
+    copy = build_model(settings or model.settings, model.spec, model.user_vocab, model.item_vocab, model.catalog)
     for a, b in zip(model.variables, copy.variables):
         b.assign(a)
     return copy

@@ -1,10 +1,10 @@
-"""Embedding layers: ID tables (trainable in both modes) and feature tables (full mode only).
+"""Input layers: ID tables (trainable in both modes) and one layer per declared feature (full mode).
 
-Categorical profile/item features are small integers or IDs (authors); each gets a table of a
-fixed number of buckets (``ModelSettings.*_buckets``) and value -> ``value mod buckets``. The
-hashing trick keeps those tables fixed-size forever (no vocabulary to grow), at the price of
-rare collisions, which is acceptable for side features. Missing values are written as -1 and
-so land in the last bucket. Tag lists are 0-padded (tag ids are > 0) and mean-pooled.
+Each feature of the spec (twotower/core/features.py) gets the layer of its kind. Categorical
+and list features are int64 keys (strings already hashed) into a table of the field's
+``buckets`` rows, ``key mod buckets``: the hashing trick keeps the tables fixed-size forever
+(no vocabulary to grow), at the price of rare collisions, acceptable for side features.
+Numeric and vector features are standardised / projected, each with a "missing" indicator.
 
 The ID tables are different: explicit vocabularies (see vocab.py), one row per known ID.
 """
@@ -15,10 +15,11 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrs_models.vocab import IdLookup, IdVocab
+from twotower.core.features import ABSENT, Feature
 
 
-class HashedEmbedding(keras.layers.Layer):
-    """value -> table[value mod buckets]."""
+class CategoricalInput(keras.layers.Layer):
+    """key -> table[key mod buckets] (``ABSENT`` = -1 lands in the last bucket)."""
 
     def __init__(self, buckets: int, dim: int, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -31,15 +32,65 @@ class HashedEmbedding(keras.layers.Layer):
         return tf.gather(self.table, tf.math.floormod(tf.cast(values, tf.int64), self.buckets))
 
 
-class PooledEmbedding(HashedEmbedding):
-    """Mean of the embeddings of the non-zero values of a 0-padded list (zero vector if empty)."""
+class MultiInput(CategoricalInput):
+    """Mean of the embeddings of a list's present keys (``ABSENT`` = padding; zeros if empty)."""
 
     def call(self, values: tf.Tensor) -> tf.Tensor:
         values = tf.cast(values, tf.int64)
         vectors = super().call(values)
-        mask = tf.cast(values > 0, vectors.dtype)[..., None]
+        mask = tf.cast(values != ABSENT, vectors.dtype)[..., None]
         count = tf.maximum(tf.reduce_sum(mask, axis=-2), 1.0)
         return tf.reduce_sum(vectors * mask, axis=-2) / count
+
+
+class NumericInput(keras.layers.Layer):
+    """x -> ``[(x - mean) / std, missing]``; NaN = missing (then 0 and the indicator 1).
+
+    ``mean`` / ``std`` are non-trainable weights set once from the first full update's data
+    (``set_stats``) and carried by warm starts like any weight, so the inputs of a warm-started
+    model mean what they meant when it learned them.
+    """
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.mean = self.add_weight(name="mean", shape=(), initializer="zeros", trainable=False)
+        self.std = self.add_weight(name="std", shape=(), initializer="ones", trainable=False)
+
+    def set_stats(self, mean: float, std: float) -> None:
+        self.mean.assign(mean)
+        self.std.assign(std if std > 0 else 1.0)
+
+    def call(self, values: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(values, tf.float32)
+        missing = tf.math.is_nan(x)
+        z = tf.where(missing, 0.0, (x - self.mean) / self.std)
+        return tf.stack([z, tf.cast(missing, tf.float32)], axis=-1)
+
+
+class VectorInput(keras.layers.Layer):
+    """A pretrained vector -> ``[dense(x), missing]``; a row with a NaN is missing (zeros, 1)."""
+
+    def __init__(self, dim: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.project = keras.layers.Dense(dim, name="project")
+
+    def call(self, values: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(values, tf.float32)
+        missing = tf.reduce_any(tf.math.is_nan(x), axis=-1, keepdims=True)
+        projected = self.project(tf.where(tf.math.is_nan(x), 0.0, x))
+        return tf.concat([tf.where(missing, 0.0, projected), tf.cast(missing, tf.float32)], axis=-1)
+
+
+def feature_input(feature: Feature, dim: int) -> keras.layers.Layer:
+    """The input layer of one declared feature (twotower/core/features.py)."""
+    name = f"{feature.kind}_{feature.name}"
+    if feature.kind == "categorical":
+        return CategoricalInput(feature.buckets, dim, name=name)
+    if feature.kind == "multi":
+        return MultiInput(feature.buckets, dim, name=name)
+    if feature.kind == "numeric":
+        return NumericInput(name=name)
+    return VectorInput(dim, name=name)
 
 
 class IdEmbedding(keras.layers.Layer):

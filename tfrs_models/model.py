@@ -4,12 +4,16 @@ Layers (attribute names are part of the checkpoint and of the freezing rules):
 
 * ``user_ids`` / ``item_ids`` - ID embedding tables over explicit vocabularies (+ OOV rows).
   The only variables the incremental mode trains.
-* ``user_tower`` / ``item_tower`` - feature embeddings + MLP -> unit vectors. Frozen in the
-  incremental mode.
+* ``user_tower`` / ``item_tower`` - the declared features' input layers + MLP -> unit vectors
+  (towers.py, built from the feature spec). Frozen in the incremental mode.
 * ``task`` - the objective (tasks.py), no variables.
 
 The item catalogue (every item's features and click share) is held as constants so easy
 negatives can be drawn uniformly from all items inside the training step.
+
+Inputs are the example columns of ``tfrs_models.records``: ``user_id`` / ``item_id`` (ID keys),
+``user__<feature>`` / ``item__<feature>`` / ``hard__<feature>`` (encoded values), the context
+names, and the sampling columns.
 """
 
 from __future__ import annotations
@@ -21,19 +25,21 @@ import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from twotower.core.config import ModelSettings
+from twotower.core.features import FeatureSpec, absent
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.features import IdEmbedding
 from tfrs_models.tasks import Candidates, make_task
-from tfrs_models.towers import ITEM_FEATURES, USER_FEATURES, ItemTower, UserTower
+from tfrs_models.towers import Tower
 from tfrs_models.vocab import IdVocab
 
 
 class TwoTowerModel(tfrs.Model):
     def __init__(
-        self, settings: ModelSettings, user_vocab: IdVocab, item_vocab: IdVocab, catalog: ItemCatalog
+        self, settings: ModelSettings, spec: FeatureSpec, user_vocab: IdVocab, item_vocab: IdVocab, catalog: ItemCatalog
     ) -> None:
         super().__init__(name="two_tower")
         self.settings = settings
+        self.spec = spec
         self.catalog = catalog
         s = settings
         self.user_ids = IdEmbedding(
@@ -43,16 +49,11 @@ class TwoTowerModel(tfrs.Model):
             item_vocab, s.id_embedding_dim, s.oov_training_rate, s.id_init_scale, name="item_id_embedding"
         )
         self.id_optimizer: keras.optimizers.Optimizer | None = None
-        self.user_tower = UserTower(s, name="user_tower")
-        self.item_tower = ItemTower(s, name="item_tower")
+        self.user_tower = Tower(spec.user, s, spec.context, name="user_tower")
+        self.item_tower = Tower(spec.item, s, name="item_tower")
         self.task = make_task(s)
-        self._items = {
-            "item_id": tf.constant(catalog.item_id),
-            "category": tf.constant(catalog.category),
-            "author_id": tf.constant(catalog.author_id),
-            "tags": tf.constant(catalog.tags),
-            "prob": tf.constant(catalog.prob),
-        }
+        self._items = {"item_id": tf.constant(catalog.item_id), "prob": tf.constant(catalog.prob)}
+        self._item_features = {f.name: tf.constant(catalog.features[f.name]) for f in spec.item.features}
         self._build_variables()
 
     # --- vocabularies -------------------------------------------------------------------------
@@ -66,25 +67,23 @@ class TwoTowerModel(tfrs.Model):
 
     # --- towers -------------------------------------------------------------------------------
     def user_vectors(self, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
-        """Unit user vectors from ``user_id`` + profile + hour (examples' column names)."""
-        inputs = {name: features[name] for name in USER_FEATURES}
-        inputs["id_embedding"] = self.user_ids(features["user_id"], training=training)
-        return self.user_tower(inputs)
+        """Unit user vectors from the example columns ``user_id``, ``user__*`` and the context."""
+        u = self.spec.user
+        return self.user_tower(
+            self.user_ids(features["user_id"], training=training),
+            {f.name: features[u.column(f)] for f in u.features},
+            {c: features[c] for c in self.spec.context},
+        )
 
-    def item_vectors(
-        self, item_id, category, author_id, tags, training: bool = False
-    ) -> tf.Tensor:
-        """Unit item vectors; works for any leading shape (``tags`` has one more axis)."""
-        inputs = {"id_embedding": self.item_ids(item_id, training=training)}
-        inputs.update(zip(ITEM_FEATURES, (category, author_id, tags)))
-        return self.item_tower(inputs)
+    def item_vectors(self, item_id, features: Mapping[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        """Unit item vectors from ID keys and ``{feature name: values}``; any leading shape."""
+        return self.item_tower(self.item_ids(item_id, training=training), features)
 
     def _build_variables(self) -> None:
-        one = tf.zeros([1], tf.int64)
-        tags = tf.zeros([1, self.settings.max_tags], tf.int64)
-        self.user_vectors({"user_id": one, "age_bucket": one, "gender": one, "city_tier": one,
-                           "interest_tags": tags, "hour": one})
-        self.item_vectors(one, one, one, tags)
+        one = {"user_id": tf.zeros([1], tf.int64), **{c: tf.zeros([1], tf.int64) for c in self.spec.context}}
+        one.update({self.spec.user.column(f): tf.constant(absent(f, 1)) for f in self.spec.user.features})
+        self.user_vectors(one)
+        self.item_vectors(tf.zeros([1], tf.int64), {f.name: tf.constant(absent(f, 1)) for f in self.spec.item.features})
 
     # --- training -----------------------------------------------------------------------------
     def compute_loss(self, inputs, training: bool = False) -> tf.Tensor:
@@ -94,25 +93,21 @@ class TwoTowerModel(tfrs.Model):
         easy = {k: tf.gather(v, pick) for k, v in self._items.items()}
         # One item-tower pass over positives, easy and hard negatives (fewer, bigger ops).
         rows, hard_count = tf.shape(query)[0], inputs["hard_item_id"].shape[1]
-        n_easy, t = s.num_easy_negatives, inputs["tags"].shape[1]
+        n_easy = s.num_easy_negatives
 
-        def stack(column: str, hard_column: str, width: int | None = None) -> tf.Tensor:
-            tail = [] if width is None else [width]
-            return tf.concat(
-                [
-                    tf.cast(inputs[column], tf.int64),
-                    easy[column],
-                    tf.reshape(tf.cast(inputs[hard_column], tf.int64), [-1, *tail]),
-                ],
-                axis=0,
-            )
+        def stack(positive: tf.Tensor, easy_values: tf.Tensor, hard: tf.Tensor) -> tf.Tensor:
+            tail = positive.shape[1:]  # [] or [width]
+            hard = tf.reshape(tf.cast(hard, positive.dtype), [-1, *tail])
+            return tf.concat([positive, tf.cast(easy_values, positive.dtype), hard], axis=0)
 
+        item = self.spec.item
+        features = {}
+        for f in item.features:
+            dtype = tf.int64 if f.is_int else tf.float32
+            positive = tf.cast(inputs[item.column(f)], dtype)
+            features[f.name] = stack(positive, tf.gather(self._item_features[f.name], pick), inputs[f"hard__{f.name}"])
         vectors = self.item_vectors(
-            stack("item_id", "hard_item_id"),
-            stack("category", "hard_category"),
-            stack("author_id", "hard_author_id"),
-            stack("tags", "hard_tags", t),
-            training,
+            stack(tf.cast(inputs["item_id"], tf.int64), easy["item_id"], inputs["hard_item_id"]), features, training
         )
         positive, easy_vectors, hard = tf.split(vectors, [rows, n_easy, rows * hard_count], axis=0)
         return self.task(
@@ -164,11 +159,12 @@ class TwoTowerModel(tfrs.Model):
 
 
 def build_model(
-    settings: ModelSettings, user_vocab: IdVocab, item_vocab: IdVocab, catalog: ItemCatalog, seed: int | None = None
+    settings: ModelSettings, spec: FeatureSpec, user_vocab: IdVocab, item_vocab: IdVocab, catalog: ItemCatalog,
+    seed: int | None = None,
 ) -> TwoTowerModel:
     """A freshly initialised model (all variables created)."""
     if seed is not None:
         # Python's, numpy's and TF's generators: unseeded Keras initialisers draw from Python's,
         # so tf.random.set_seed alone left two processes with different models.
         keras.utils.set_random_seed(seed)
-    return TwoTowerModel(settings, user_vocab, item_vocab, catalog)
+    return TwoTowerModel(settings, spec, user_vocab, item_vocab, catalog)

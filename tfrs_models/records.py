@@ -1,26 +1,30 @@
-"""Training examples on disk: the one definition of their columns, the writer and the reader.
+"""Training examples on disk: their columns (from the feature spec), the writer and the reader.
 
 An *example* is one click with everything the model needs to train on it: the point-in-time
-profile of the user, the clicked item's features, its sampling probability (for the logQ
+features of the user, the clicked item's features, its sampling probability (for the logQ
 correction) and the request's ranked-out items (hard negatives) with their features.
 
-``EXAMPLE_COLUMNS`` is the single schema. ``materialize.examples.build_examples`` produces a
-DataFrame with exactly these columns, ``write_shard`` turns one into a TFRecord file (one
-``tf.train.Example`` per row), ``make_dataset`` reads the files back into batches of dense
-tensors and ``frame_to_features`` gives the same tensors straight from a DataFrame (stream
-micro-batches, evaluation). The lengths of the list columns are ``max_tags`` (T) and
-``hard_negatives`` (H) from ``ModelSettings``.
+``example_columns(spec, H)`` is the single schema: ``user_id``, ``item_id``, ``request_id``
+(int64 keys), ``event_timestamp`` (µs), the context (``hour``, ...), ``user__<feature>`` and
+``item__<feature>`` per declared feature, ``item_prob``, and for the H hard negatives
+``hard_item_id``, ``hard__<item feature>``, ``hard_prob``, ``hard_mask``. Every column is a
+fixed-length int64 or float32 list (strings were hashed to keys before, features.py).
+``materialize.examples.build_examples`` produces a DataFrame with these columns, ``write_shard``
+turns one into a TFRecord file (one ``tf.train.Example`` per row), ``make_dataset`` reads the
+files back into batches of dense tensors and ``frame_to_features`` gives the same tensors
+straight from a DataFrame (stream micro-batches, evaluation).
 
-In a DataFrame, list columns hold one fixed-length numpy array per row (``hard_tags`` is the
-H x T matrix flattened); in a batch they are ``[B, L]`` tensors (``hard_tags``: ``[B, H, T]``).
+In a DataFrame, list columns hold one fixed-length numpy array per row (a hard list feature
+is the H x L matrix flattened); in a batch a column has the shape ``[B, *Column.shape]``.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,124 +32,96 @@ import pandas as pd
 import tensorflow as tf
 
 from tfrs_models.example_codec import encode_examples
-from twotower.core.files import atomic_path
-from twotower.core.config import ModelSettings
 from twotower.core.errors import DataError
-
-_DEFAULTS = ModelSettings()
+from twotower.core.features import FeatureSpec
+from twotower.core.files import atomic_path
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
-    dtype: Literal["int64", "float32"]
-    shape: Literal["scalar", "tags", "hard", "hard_tags"]
-    doc: str
+    dtype: str  # "int64" | "float32"
+    shape: tuple[int, ...]  # per example: () scalar, (L,), (H,), (H, L)
+    doc: str = ""
 
-    def length(self, max_tags: int, hard_negatives: int) -> int:
-        return {"scalar": 1, "tags": max_tags, "hard": hard_negatives, "hard_tags": hard_negatives * max_tags}[
-            self.shape
-        ]
-
-
-EXAMPLE_COLUMNS: tuple[Column, ...] = (
-    Column("user_id", "int64", "scalar", "who clicked"),
-    Column("item_id", "int64", "scalar", "the clicked item (the positive)"),
-    Column("request_id", "int64", "scalar", "the request the click belongs to"),
-    Column("event_timestamp", "int64", "scalar", "click time, microseconds since epoch (UTC)"),
-    Column("hour", "int64", "scalar", "hour of day of the request (UTC), context feature"),
-    Column("age_bucket", "int64", "scalar", "user profile valid at click time"),
-    Column("gender", "int64", "scalar", "user profile valid at click time"),
-    Column("city_tier", "int64", "scalar", "user profile valid at click time"),
-    Column("interest_tags", "int64", "tags", "declared interests, 0-padded"),
-    Column("category", "int64", "scalar", "clicked item's category"),
-    Column("author_id", "int64", "scalar", "clicked item's author"),
-    Column("tags", "int64", "tags", "clicked item's tags, 0-padded"),
-    Column("item_prob", "float32", "scalar", "clicked item's share of the day's clicks (logQ)"),
-    Column("hard_item_id", "int64", "hard", "ranked-out items of the request, -1-padded"),
-    Column("hard_category", "int64", "hard", "their categories"),
-    Column("hard_author_id", "int64", "hard", "their authors"),
-    Column("hard_tags", "int64", "hard_tags", "their tags (H x T flattened), 0-padded"),
-    Column("hard_prob", "float32", "hard", "their click shares"),
-    Column("hard_mask", "int64", "hard", "1 where a hard negative is present, 0 for padding"),
-)
-COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in EXAMPLE_COLUMNS)
-_BY_NAME = {c.name: c for c in EXAMPLE_COLUMNS}
+    @property
+    def length(self) -> int:
+        return math.prod(self.shape) if self.shape else 1
 
 
-def feature_spec(max_tags: int = _DEFAULTS.max_tags, hard_negatives: int = _DEFAULTS.hard_negatives_per_example):
+def example_columns(spec: FeatureSpec, hard_negatives: int) -> tuple[Column, ...]:
+    """The example schema of a feature spec (see the module docstring)."""
+    h = hard_negatives
+
+    def shape(f) -> tuple[int, ...]:
+        return (f.width,) if f.kind in ("multi", "vector") else ()
+
+    def dtype(f) -> str:
+        return "int64" if f.is_int else "float32"
+
+    cols = [
+        Column("user_id", "int64", (), "who clicked (ID key)"),
+        Column("item_id", "int64", (), "the clicked item (the positive, ID key)"),
+        Column("request_id", "int64", (), "the request the click belongs to (key)"),
+        Column("event_timestamp", "int64", (), "click time, microseconds since epoch (UTC)"),
+    ]
+    cols += [Column(c, "int64", (), "request context (UTC)") for c in spec.context]
+    cols += [Column(spec.user.column(f), dtype(f), shape(f), f"user feature {f.ref} at click time") for f in spec.user.features]
+    cols += [Column(spec.item.column(f), dtype(f), shape(f), f"clicked item's {f.ref}") for f in spec.item.features]
+    cols.append(Column("item_prob", "float32", (), "clicked item's share of the day's clicks (logQ)"))
+    cols.append(Column("hard_item_id", "int64", (h,), "ranked-out items of the request, -1-padded"))
+    cols += [Column(f"hard__{f.name}", dtype(f), (h, *shape(f)), f"their {f.ref}") for f in spec.item.features]
+    cols.append(Column("hard_prob", "float32", (h,), "their click shares"))
+    cols.append(Column("hard_mask", "int64", (h,), "1 where a hard negative is present, 0 for padding"))
+    return tuple(cols)
+
+
+def parse_spec(columns: Sequence[Column]):
     """``tf.io.parse_example`` spec of one record (every feature fixed-length)."""
-    return {
-        c.name: tf.io.FixedLenFeature(
-            [c.length(max_tags, hard_negatives)], tf.int64 if c.dtype == "int64" else tf.float32
-        )
-        for c in EXAMPLE_COLUMNS
-    }
+    return {c.name: tf.io.FixedLenFeature([c.length], tf.int64 if c.dtype == "int64" else tf.float32) for c in columns}
 
 
-def empty_examples() -> pd.DataFrame:
+def empty_examples(columns: Sequence[Column]) -> pd.DataFrame:
     """A zero-row examples frame with the right columns and dtypes (Dask ``meta=``)."""
-    return pd.DataFrame(
-        {c.name: pd.Series([], dtype=c.dtype if c.shape == "scalar" else object) for c in EXAMPLE_COLUMNS}
-    )
+    return pd.DataFrame({c.name: pd.Series([], dtype=c.dtype if not c.shape else object) for c in columns})
 
 
 # --- DataFrame -> dense arrays ----------------------------------------------------------------
 
 
-def _column_matrix(df: pd.DataFrame, col: Column, where: str, width: int | None) -> np.ndarray:
+def _column_matrix(df: pd.DataFrame, col: Column, where: str) -> np.ndarray:
     values = df[col.name].to_numpy()
-    if col.shape == "scalar":
+    if not col.shape:
         return values.astype(col.dtype).reshape(-1, 1)
     if len(values) == 0:
-        return np.zeros((0, width or 0), dtype=col.dtype)
+        return np.zeros((0, col.length), dtype=col.dtype)
     try:
-        return np.stack([np.asarray(v, dtype=col.dtype) for v in values])
+        out = np.stack([np.asarray(v, dtype=col.dtype).reshape(-1) for v in values])
     except ValueError as exc:
         raise DataError(f"{where}: column {col.name!r} must hold equal-length lists ({exc})") from None
+    if out.shape[1] != col.length:
+        raise DataError(f"{where}: column {col.name!r} has length {out.shape[1]}, expected {col.length} {col.shape}")
+    return out
 
 
-def frame_arrays(
-    df: pd.DataFrame, where: str = "examples", max_tags: int | None = None, hard_negatives: int | None = None
-) -> dict[str, np.ndarray]:
-    """Every example column as a 2-D array ``[rows, length]``.
-
-    Names the first missing column or wrong list length. The lengths are inferred from the data
-    unless given (then they are checked, and they shape an empty frame's arrays).
-    """
-    missing = [n for n in COLUMN_NAMES if n not in df.columns]
+def frame_arrays(df: pd.DataFrame, columns: Sequence[Column], where: str = "examples") -> dict[str, np.ndarray]:
+    """Every example column as a 2-D array ``[rows, length]``; names a missing column or a wrong length."""
+    missing = [c.name for c in columns if c.name not in df.columns]
     if missing:
         raise DataError(f"{where}: missing example column(s) {', '.join(missing)}")
-    widths = {c.name: c.length(max_tags, hard_negatives) if None not in (max_tags, hard_negatives) else None
-              for c in EXAMPLE_COLUMNS}  # fmt: skip
-    arrays = {c.name: _column_matrix(df, c, where, widths[c.name]) for c in EXAMPLE_COLUMNS}
-    t = arrays["tags"].shape[1] if max_tags is None else max_tags
-    h = arrays["hard_item_id"].shape[1] if hard_negatives is None else hard_negatives
-    for c in EXAMPLE_COLUMNS:
-        want = c.length(t, h)
-        if len(df) and arrays[c.name].shape[1] != want:
-            raise DataError(
-                f"{where}: column {c.name!r} has length {arrays[c.name].shape[1]}, expected {want} "
-                f"(max_tags={t}, hard_negatives={h})"
-            )
-    return arrays
+    return {c.name: _column_matrix(df, c, where) for c in columns}
 
 
-def frame_to_features(
-    df: pd.DataFrame, where: str = "examples", max_tags: int | None = None, hard_negatives: int | None = None
-) -> dict[str, np.ndarray]:
+def frame_to_features(df: pd.DataFrame, columns: Sequence[Column], where: str = "examples") -> dict[str, np.ndarray]:
     """The batch ``make_dataset`` would yield for these rows, as numpy arrays."""
-    arrays = frame_arrays(df, where, max_tags, hard_negatives)
-    out = {k: (v[:, 0] if _BY_NAME[k].shape == "scalar" else v) for k, v in arrays.items()}
-    t = out["tags"].shape[1]
-    out["hard_tags"] = out["hard_tags"].reshape(len(df), out["hard_item_id"].shape[1], t)
-    return out
+    arrays = frame_arrays(df, columns, where)
+    return {c.name: arrays[c.name].reshape(len(df), *c.shape) for c in columns}
 
 
 # --- writer -----------------------------------------------------------------------------------
 
 
-def write_shard(df: pd.DataFrame, path: str | os.PathLike) -> int:
+def write_shard(df: pd.DataFrame, path: str | os.PathLike, columns: Sequence[Column]) -> int:
     """Serialise one examples partition into one TFRecord file; returns the number of records.
 
     Atomic: the records go to a temporary file in the target directory, which is renamed onto
@@ -155,8 +131,8 @@ def write_shard(df: pd.DataFrame, path: str | os.PathLike) -> int:
     message per row.
     """
     path = Path(path)
-    arrays = frame_arrays(df, where=str(path))
-    records = encode_examples(arrays, {n: _BY_NAME[n].dtype for n in arrays})
+    arrays = frame_arrays(df, columns, where=str(path))
+    records = encode_examples(arrays, {c.name: c.dtype for c in columns})
     with atomic_path(path) as tmp, tf.io.TFRecordWriter(str(tmp)) as writer:
         for record in records:
             writer.write(record)
@@ -166,12 +142,11 @@ def write_shard(df: pd.DataFrame, path: str | os.PathLike) -> int:
 # --- reader -----------------------------------------------------------------------------------
 
 
-def parse_batch(serialized: tf.Tensor, max_tags: int, hard_negatives: int) -> dict[str, tf.Tensor]:
+def parse_batch(serialized: tf.Tensor, columns: Sequence[Column]) -> dict[str, tf.Tensor]:
     """Parse a *batch* of serialized examples (one vectorised op, much faster than per record)."""
-    parsed = tf.io.parse_example(serialized, feature_spec(max_tags, hard_negatives))
-    out = {k: (tf.squeeze(v, axis=1) if _BY_NAME[k].shape == "scalar" else v) for k, v in parsed.items()}
-    out["hard_tags"] = tf.reshape(out["hard_tags"], [tf.shape(serialized)[0], hard_negatives, max_tags])
-    return out
+    parsed = tf.io.parse_example(serialized, parse_spec(columns))
+    n = tf.shape(serialized)[0]
+    return {c.name: tf.reshape(parsed[c.name], [n, *c.shape]) for c in columns}
 
 
 def make_dataset(
@@ -179,8 +154,7 @@ def make_dataset(
     batch_size: int,
     shuffle_buffer: int | None = None,
     *,
-    max_tags: int = _DEFAULTS.max_tags,
-    hard_negatives: int = _DEFAULTS.hard_negatives_per_example,
+    columns: Sequence[Column],
     seed: int | None = None,
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
@@ -219,7 +193,7 @@ def make_dataset(
         )
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     ds = ds.map(
-        lambda s: parse_batch(s, max_tags, hard_negatives),
+        lambda s: parse_batch(s, columns),
         num_parallel_calls=autotune,
         deterministic=not shuffle_buffer or seed is not None,
     )

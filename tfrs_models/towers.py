@@ -1,23 +1,26 @@
-"""The two towers' dense parts: features (+ the ID embedding as an input) -> MLP -> unit vector.
+"""The two towers' dense parts: declared features (+ the ID embedding as an input) -> MLP -> unit vector.
+
+A tower is built from its part of the feature spec: one input layer per declared feature, in
+the spec's order (features.py), the user tower also the request context (hour of day, day of
+week), then the MLP. Nothing here names a feature.
 
 The ID embedding tables are *not* inside the towers. That split is what serving needs: the
 user ID embedding lives in the online store (refreshed every few minutes by the incremental
-updater) and the user tower of the generation computes ``a = f(id_embedding, profile, hour)``
+updater) and the user tower of the generation computes ``a = f(id_embedding, profile, context)``
 at request time. It is also what the incremental mode needs: the towers are frozen as a whole
 while the ID tables keep training.
 """
 
 from __future__ import annotations
 
+from typing import Mapping
+
 import tensorflow as tf
 import tf_keras as keras
 
+from tfrs_models.features import CategoricalInput, feature_input
 from twotower.core.config import ModelSettings
-from tfrs_models.features import HashedEmbedding, PooledEmbedding
-
-from tfrs_models.numpy_tower import USER_FEATURES  # one definition, shared with the numpy path
-ITEM_FEATURES = ("category", "author_id", "tags")
-HOURS = 24
+from twotower.core.features import CONTEXT, Tower as TowerSpec
 
 
 class MLP(keras.layers.Layer):
@@ -34,37 +37,25 @@ class MLP(keras.layers.Layer):
         return tf.math.l2_normalize(self.out(x), axis=-1)
 
 
-class UserTower(keras.layers.Layer):
-    """``{"id_embedding", age_bucket, gender, city_tier, interest_tags, hour} -> a`` (unit)."""
+class Tower(keras.layers.Layer):
+    """``(id_embedding, {feature name: encoded values}, {context name: values}) -> unit vector``."""
 
-    def __init__(self, s: ModelSettings, **kwargs) -> None:
+    def __init__(self, spec: TowerSpec, s: ModelSettings, context: tuple[str, ...] = (), **kwargs) -> None:
         super().__init__(**kwargs)
         d = s.feature_embedding_dim
-        self.age_bucket = HashedEmbedding(s.age_buckets, d, name="age_bucket")
-        self.gender = HashedEmbedding(s.gender_buckets, d, name="gender")
-        self.city_tier = HashedEmbedding(s.city_tier_buckets, d, name="city_tier")
-        self.interest_tags = PooledEmbedding(s.tag_buckets, d, name="interest_tags")
-        self.hour = HashedEmbedding(HOURS, d, name="hour")
+        self.spec = spec
+        self.context_names = tuple(context)
+        self.inputs_by_name = {f.name: feature_input(f, d) for f in spec.features}
+        self.context_inputs = {c: CategoricalInput(CONTEXT[c], d, name=f"context_{c}") for c in self.context_names}
         self.mlp = MLP(s.hidden_units, s.output_dim, name="mlp")
 
-    def call(self, inputs: dict) -> tf.Tensor:
-        parts = [tf.cast(inputs["id_embedding"], tf.float32)]
-        parts += [getattr(self, name)(inputs[name]) for name in USER_FEATURES]
+    def call(self, id_embedding: tf.Tensor, features: Mapping[str, tf.Tensor], context: Mapping[str, tf.Tensor] | None = None) -> tf.Tensor:
+        parts = [tf.cast(id_embedding, tf.float32)]
+        parts += [self.inputs_by_name[f.name](features[f.name]) for f in self.spec.features]
+        parts += [self.context_inputs[c](context[c]) for c in self.context_names]
         return self.mlp(tf.concat(parts, axis=-1))
 
-
-class ItemTower(keras.layers.Layer):
-    """``{"id_embedding", category, author_id, tags} -> b`` (unit)."""
-
-    def __init__(self, s: ModelSettings, **kwargs) -> None:
-        super().__init__(**kwargs)
-        d = s.feature_embedding_dim
-        self.category = HashedEmbedding(s.category_buckets, d, name="category")
-        self.author_id = HashedEmbedding(s.author_buckets, d, name="author_id")
-        self.tags = PooledEmbedding(s.tag_buckets, d, name="tags")
-        self.mlp = MLP(s.hidden_units, s.output_dim, name="mlp")
-
-    def call(self, inputs: dict) -> tf.Tensor:
-        parts = [tf.cast(inputs["id_embedding"], tf.float32)]
-        parts += [getattr(self, name)(inputs[name]) for name in ITEM_FEATURES]
-        return self.mlp(tf.concat(parts, axis=-1))
+    def set_numeric_stats(self, stats: Mapping[str, tuple[float, float]]) -> None:
+        """Standardisation of the numeric inputs: ``{feature: (mean, std)}``."""
+        for name, (mean, std) in stats.items():
+            self.inputs_by_name[name].set_stats(mean, std)

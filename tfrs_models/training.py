@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,8 +29,9 @@ from twotower.core.progress import progress
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.checkpoint import clone_model, warm_start
 from tfrs_models.model import TwoTowerModel, build_model
-from tfrs_models.records import frame_to_features, make_dataset
+from tfrs_models.records import example_columns, frame_to_features, make_dataset
 from tfrs_models.vocab import IdVocab
+from twotower.core.features import FeatureSpec, Tower, encode
 
 Data = tf.data.Dataset | Sequence[str | Path] | pd.DataFrame
 STEPS_PER_CALL = 64
@@ -77,22 +78,19 @@ def make_optimizer(kind: str, learning_rate: float, initial_accumulator: float =
     return keras.optimizers.Adagrad(learning_rate, initial_accumulator_value=initial_accumulator)
 
 
-def as_dataset(data: Data, settings: ModelSettings, shuffle: bool, seed: int | None = None) -> tf.data.Dataset:
+def as_dataset(
+    data: Data, settings: ModelSettings, spec: FeatureSpec, shuffle: bool, seed: int | None = None
+) -> tf.data.Dataset:
     """TFRecord files, an examples DataFrame or a ready dataset -> batches of example tensors."""
     if isinstance(data, tf.data.Dataset):
         return data
+    columns = example_columns(spec, settings.hard_negatives_per_example)
     if isinstance(data, pd.DataFrame):
         if shuffle:
             data = data.sample(frac=1.0, random_state=seed)
-        features = frame_to_features(data, "examples", settings.max_tags, settings.hard_negatives_per_example)
-        return tf.data.Dataset.from_tensor_slices(features).batch(settings.batch_size)
+        return tf.data.Dataset.from_tensor_slices(frame_to_features(data, columns)).batch(settings.batch_size)
     return make_dataset(
-        list(data),
-        settings.batch_size,
-        settings.shuffle_buffer if shuffle else None,
-        max_tags=settings.max_tags,
-        hard_negatives=settings.hard_negatives_per_example,
-        seed=seed,
+        list(data), settings.batch_size, settings.shuffle_buffer if shuffle else None, columns=columns, seed=seed
     )
 
 
@@ -147,8 +145,11 @@ def train_full(
     settings: ModelSettings,
     data: Data,
     *,
+    spec: FeatureSpec,
     user_ids: np.ndarray,
     catalog: ItemCatalog,
+    user_labels: np.ndarray | None = None,
+    numeric_stats: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
     previous: TwoTowerModel | None = None,
     seed: int | None = None,
     total_examples: int | None = None,
@@ -156,8 +157,10 @@ def train_full(
     """One shuffled epoch over ``data`` with every variable trainable.
 
     ``data``: TFRecord files (read shuffled), an examples DataFrame (shuffled) or a ready
-    ``tf.data.Dataset`` of batches (taken as is). ``user_ids``: every user known today (the
-    users table); the user vocabulary grows by them, the item vocabulary by ``catalog``.
+    ``tf.data.Dataset`` of batches (taken as is). ``user_ids``: the keys of every user known
+    today, ``user_labels`` their original IDs; the user vocabulary grows by them, the item
+    vocabulary by ``catalog``. ``numeric_stats``: ``{"user"|"item": {feature: (mean, std)}}``
+    of a fresh model's numeric inputs (``numeric_stats``; a warm start keeps the previous ones).
     ``previous``: the previous *full* model to warm-start from (``None`` only on day one).
     ``seed``: also seeds Python's, numpy's and TensorFlow's global generators (initialisers, sampled
     negatives, OOV routing), so the same seed and data give the same model in any process.
@@ -166,14 +169,27 @@ def train_full(
         keras.utils.set_random_seed(seed)
     if previous is None:
         model = build_model(
-            settings, IdVocab.build(user_ids, settings.oov_buckets),
-            IdVocab.build(catalog.item_id, settings.oov_buckets), catalog, seed=seed,
+            settings, spec, IdVocab.build(user_ids, settings.oov_buckets, user_labels),
+            IdVocab.build(catalog.item_id, settings.oov_buckets, catalog.labels), catalog, seed=seed,
         )  # fmt: skip
+        model.user_tower.set_numeric_stats((numeric_stats or {}).get("user", {}))
+        model.item_tower.set_numeric_stats((numeric_stats or {}).get("item", {}))
     else:
-        model = warm_start(previous, settings, user_ids, catalog, seed=seed)
+        model = warm_start(previous, settings, user_ids, catalog, seed=seed, user_labels=user_labels, spec=spec)
     model.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate))
     model.id_optimizer = make_optimizer(settings.id_optimizer, settings.id_learning_rate, settings.id_initial_accumulator)
-    return _graph_epoch(model, as_dataset(data, settings, shuffle=True, seed=seed), total_examples)
+    return _graph_epoch(model, as_dataset(data, settings, spec, shuffle=True, seed=seed), total_examples)
+
+
+def numeric_stats(tower: Tower, frame: pd.DataFrame) -> dict[str, tuple[float, float]]:
+    """Mean and standard deviation of each numeric input over ``frame``'s present values."""
+    out = {}
+    for f in tower.features:
+        if f.kind == "numeric" and f.name in frame.columns:
+            x = encode(f, frame[f.name], "numeric statistics")
+            x = x[~np.isnan(x)]
+            out[f.name] = (float(x.mean()), float(x.std())) if len(x) else (0.0, 1.0)
+    return out
 
 
 class IncrementalTrainer:
@@ -186,6 +202,7 @@ class IncrementalTrainer:
     def __init__(self, model: TwoTowerModel, settings: ModelSettings) -> None:
         self.model = model
         self.settings = settings
+        self.labels: dict[int, object] = {}  # user key -> original ID of users outside the vocabulary
         for layer in (model.user_tower, model.item_tower, model.task):
             layer.trainable = False
         for layer in (model.user_ids, model.item_ids):
@@ -220,7 +237,7 @@ class IncrementalTrainer:
         users, stamps = [], []
         loss_sum = 0.0
         start = time.perf_counter()
-        for batch in as_dataset(data, self.settings, shuffle=False):
+        for batch in as_dataset(data, self.settings, self.model.spec, shuffle=False):
             loss_sum += float(self._step(batch)["loss"])
             users.append(batch["user_id"].numpy())
             stamps.append(batch["event_timestamp"].numpy())
@@ -232,7 +249,7 @@ class IncrementalTrainer:
             {"user_id": np.concatenate(users or [np.zeros(0, np.int64)]),
              "ts": np.concatenate(stamps or [np.zeros(0, np.int64)])}
         ).groupby("user_id", sort=True)["ts"].max()  # fmt: skip
-        run.touched = touched_user_embeddings(self.model, newest.index.to_numpy(np.int64))
+        run.touched = touched_user_embeddings(self.model, newest.index.to_numpy(np.int64), self.labels)
         stamps_us = pd.to_datetime(newest.to_numpy(np.int64), unit="us", utc=True).as_unit("us")
         run.touched["event_timestamp"] = stamps_us
         return run
@@ -243,9 +260,23 @@ def train_incremental(full_model: TwoTowerModel, data: Data, settings: ModelSett
     return IncrementalTrainer(clone_model(full_model, settings), settings).train(data)
 
 
-def touched_user_embeddings(model: TwoTowerModel, user_ids: np.ndarray) -> pd.DataFrame:
-    """``user_id -> embedding`` rows of the user ID table (OOV row for IDs not in the vocabulary)."""
-    user_ids = np.asarray(user_ids, dtype=np.int64)
-    rows = model.user_vocab.rows(user_ids)
+def touched_user_embeddings(
+    model: TwoTowerModel, user_keys: np.ndarray, labels: Mapping[int, object] | None = None
+) -> pd.DataFrame:
+    """``user_id -> embedding`` rows of the user ID table (OOV row for IDs not in the vocabulary).
+
+    ``user_id`` is the original ID: from the vocabulary, else from ``labels`` (key -> ID, e.g.
+    the micro-batch's events), else the key itself (integer IDs are their own keys).
+    """
+    user_keys = np.asarray(user_keys, dtype=np.int64)
+    vocab = model.user_vocab
+    rows = vocab.rows(user_keys)
     table = tf.gather(model.user_ids.embeddings, rows).numpy().astype(np.float32)
-    return pd.DataFrame({"user_id": user_ids, "embedding": list(table)})
+    known = rows < len(vocab)
+    ids = [vocab.labels[r] if k else (labels or {}).get(int(u), u) for u, r, k in zip(user_keys.tolist(), rows.tolist(), known.tolist())]
+    if model.spec.user.id_type == "string":
+        missing = [u for u, i in zip(user_keys.tolist(), ids) if not isinstance(i, str)]
+        if missing:
+            raise ValueError(f"no original ID for user key(s) {missing[:5]}: give labels")
+    return pd.DataFrame({"user_id": pd.Series(ids, dtype=object if model.spec.user.id_type == "string" else np.int64),
+                         "embedding": list(table)})  # fmt: skip

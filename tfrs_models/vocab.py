@@ -1,5 +1,9 @@
 """Explicit ID vocabularies: ID -> embedding row, saved with every checkpoint, grown at full updates.
 
+IDs are int64 *keys* here (the integer IDs themselves, or a stable hash of string IDs:
+``twotower.core.features.id_keys``); ``labels`` keeps the original IDs row by row, so what
+leaves the model (the user ID embeddings written to Feast, pushes) carries the user's own IDs.
+
 Rows ``0 .. n-1`` belong to the known IDs in the order they were first seen (a row never moves
 once assigned, so growing a vocabulary only appends). Rows ``n .. n+oov_buckets-1`` are the
 OOV rows: an ID that is not (yet) in the vocabulary - a user who signed up after the last full
@@ -26,28 +30,34 @@ from twotower.core.errors import DataError
 
 @dataclass(frozen=True)
 class IdVocab:
-    ids: np.ndarray  # int64, unique; position = row
+    ids: np.ndarray  # int64 keys (features.id_keys), unique; position = row
     oov_buckets: int
+    labels: np.ndarray | None = None  # the original IDs of the rows (int64 or str); None = the keys
     _sorted: np.ndarray = field(init=False, repr=False, compare=False)
     _order: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ids = np.asarray(self.ids, dtype=np.int64).reshape(-1)
         if len(np.unique(ids)) != len(ids):
-            raise DataError("vocabulary: IDs must be unique")
+            raise DataError("vocabulary: IDs must be unique (two string IDs with one hash key?)")
         if self.oov_buckets < 1:
             raise DataError("vocabulary: oov_buckets must be >= 1")
+        labels = ids if self.labels is None else np.asarray(self.labels).reshape(-1)
+        if len(labels) != len(ids):
+            raise DataError(f"vocabulary: {len(labels)} labels for {len(ids)} IDs")
         order = np.argsort(ids, kind="stable")
         object.__setattr__(self, "ids", ids)
+        object.__setattr__(self, "labels", labels)
         object.__setattr__(self, "_order", order)
         object.__setattr__(self, "_sorted", ids[order])
 
     @classmethod
-    def build(cls, ids: np.ndarray, oov_buckets: int) -> "IdVocab":
-        """A fresh vocabulary of the distinct IDs, in first-seen order."""
+    def build(cls, ids: np.ndarray, oov_buckets: int, labels: np.ndarray | None = None) -> "IdVocab":
+        """A fresh vocabulary of the distinct IDs, in first-seen order (``labels``: their originals)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         _, first = np.unique(ids, return_index=True)
-        return cls(ids[np.sort(first)], oov_buckets)
+        keep = np.sort(first)
+        return cls(ids[keep], oov_buckets, None if labels is None else np.asarray(labels).reshape(-1)[keep])
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -73,20 +83,22 @@ class IdVocab:
     def oov_rows(self, ids: np.ndarray) -> np.ndarray:
         return len(self.ids) + np.mod(np.asarray(ids, dtype=np.int64), self.oov_buckets)
 
-    def grow(self, ids: np.ndarray) -> "IdVocab":
+    def grow(self, ids: np.ndarray, labels: np.ndarray | None = None) -> "IdVocab":
         """This vocabulary plus the new IDs appended (existing rows keep their index)."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
-        fresh = IdVocab.build(ids[~self.contains(ids)], self.oov_buckets).ids
-        return IdVocab(np.concatenate([self.ids, fresh]), self.oov_buckets)
+        new = ~self.contains(ids)
+        fresh = IdVocab.build(ids[new], self.oov_buckets, None if labels is None else np.asarray(labels).reshape(-1)[new])
+        joined = np.concatenate([self.labels, fresh.labels]) if len(fresh) else self.labels
+        return IdVocab(np.concatenate([self.ids, fresh.ids]), self.oov_buckets, joined)
 
     def save(self, path: Path) -> None:
         with open(path, "wb") as fh:
-            np.savez(fh, ids=self.ids, oov_buckets=np.int64(self.oov_buckets))
+            np.savez(fh, ids=self.ids, oov_buckets=np.int64(self.oov_buckets), labels=self.labels)
 
     @classmethod
     def load(cls, path: Path) -> "IdVocab":
         with np.load(path) as z:
-            return cls(z["ids"], int(z["oov_buckets"]))
+            return cls(z["ids"], int(z["oov_buckets"]), z["labels"] if "labels" in z.files else None)
 
 
 class IdLookup(keras.layers.Layer):

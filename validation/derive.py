@@ -13,15 +13,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from twotower.core import schema
+from twotower.core.features import FeatureSpec, hash_strings
 from validation.history import DayProfile, History
-from validation.load import MISSING, Table
+from validation.load import MISSING, Layout, Table, type_name
 
 UTC_US = pa.timestamp("us", tz="UTC")
 
 LINK_COLUMNS = [
-    "unknown_user_id",  # user_id of an event whose user is not in users.parquet
-    "unknown_item_id",  # item_id of an event whose item is not in items.parquet
-    "user_id_before_profile",  # user_id of an event older than the user's first profile row
+    "unknown_user_id",  # user_id of an event whose user is in no table of the user tower
+    "unknown_item_id",  # item_id of an event whose item is in no table of the item tower
+    "user_id_before_profile",  # user_id of an event older than the user's first row
     "item_id_before_creation",  # item_id of an event older than the item's first row
 ]
 
@@ -30,15 +31,36 @@ def qualified(table: str, column: str) -> str:
     return f"{table}.{column}"
 
 
-def schema_frame(tables: list[Table]) -> pd.DataFrame:
+def expected_types(spec: FeatureSpec, layout: Layout | None = None) -> dict[str, list[str]]:
+    """Column -> the arrow type names it may be stored as: the events table, or a tower table
+    (join key, timestamp, declared fields as their Feast dtypes are stored)."""
+    if layout is None:
+        events = schema.events(spec.user.id_type, spec.item.id_type)
+        return {f.name: _accepted(f.type) for f in events}
+    out = {layout.key: _accepted(schema.id_arrow_type(layout.id_type))}
+    out[layout.timestamp] = [f"timestamp[{u}, tz=UTC]" for u in ("us", "ns", "ms", "s")]
+    out.update({f.name: _accepted(schema.feast_arrow_type(f.dtype)) for f in layout.features})
+    return out
+
+
+def _accepted(t: pa.DataType) -> list[str]:
+    names = [type_name(t)]
+    if t == pa.string():
+        names.append("large_string")
+    if pa.types.is_list(t):
+        names.append(f"large_list<{type_name(t.value_type)}>")
+    return names
+
+
+def schema_frame(tables: list[tuple[Table, dict[str, list[str]]]]) -> pd.DataFrame:
     """One row; a column per ``table.column`` found in the files (in file order) or expected by
-    ``twotower.core.schema`` (value ``<missing>``); the value is the arrow type as stored."""
+    the spec (value ``<missing>``); the value is the arrow type as stored."""
     row: dict[str, str] = {}
-    for table in tables:
+    for table, expected in tables:
         for column, arrow_type in table.types.items():
             row[qualified(table.name, column)] = arrow_type
-        for f in schema.TABLES[table.name]:
-            row.setdefault(qualified(table.name, f.name), MISSING)
+        for column in expected:
+            row.setdefault(qualified(table.name, column), MISSING)
     return pd.DataFrame([row], dtype=object)
 
 
@@ -86,38 +108,68 @@ def _as_int64(table: pa.Table, column: str, notes: list[str], what: str) -> Ints
     return Ints(col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64, copy=False), valid)
 
 
-def _first_valid(table: pa.Table, key: str, notes: list[str], what: str) -> pd.Series | None:
-    """Earliest event_timestamp (us) of each ID: when the ID's first row became valid.
-    A null timestamp counts as 'valid forever' (the not-null expectations report it)."""
-    ids = _as_int64(table, key, notes, what)
-    ts = _as_int64(table, "event_timestamp", notes, what)
-    if ids is None or ts is None:
+def _ids(table: pa.Table, column: str, id_type: str, notes: list[str], what: str) -> tuple[Ints, np.ndarray] | None:
+    """(ID keys, the IDs as stored) of a column; None (and a note) if unusable."""
+    if column not in table.column_names:
+        notes.append(f"{what}.{column} is missing")
         return None
-    stamps = np.where(ts.valid, ts.values, np.iinfo(np.int64).min)
-    frame = pd.DataFrame({"id": ids.values[ids.valid], "ts": stamps[ids.valid]})
+    col = table[column]
+    if id_type == "int":
+        keys = _as_int64(table, column, notes, what)
+        return None if keys is None else (keys, keys.values)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        notes.append(f"{what}.{column} is {col.type}, not the string its entity declares")
+        return None
+    valid = col.is_valid().to_numpy(zero_copy_only=False)
+    values = np.asarray(col.fill_null("").to_pylist(), dtype=object)
+    return Ints(hash_strings(values), valid), values
+
+
+def _first_valid(tables: list[tuple[Layout, Table]], notes: list[str]) -> pd.Series | None:
+    """Earliest timestamp (us) of each ID key over a tower's tables: when its first row became
+    valid. A null timestamp counts as 'valid forever' (the not-null expectations report it)."""
+    frames = []
+    for layout, table in tables:
+        ids = _ids(table.data, layout.key, layout.id_type, notes, table.name)
+        ts = _as_int64(table.data, layout.timestamp, notes, table.name)
+        if ids is None or ts is None:
+            return None
+        keys = ids[0]
+        stamps = np.where(ts.valid, ts.values, np.iinfo(np.int64).min)
+        frames.append(pd.DataFrame({"id": keys.values[keys.valid], "ts": stamps[keys.valid]}))
+    frame = pd.concat(frames, ignore_index=True)
     return frame.groupby("id")["ts"].min()
 
 
-def _link(ids: Ints, ts: Ints, first: pd.Series) -> tuple[pd.array, pd.array]:
-    """(unknown id or NA, id-used-before-valid or NA) per event."""
-    pos = np.full(len(ids.values), -1, np.int64)
-    pos[ids.valid] = pd.Index(first.index).get_indexer(ids.values[ids.valid])
+def _link(ids: tuple[Ints, np.ndarray], ts: Ints, first: pd.Series) -> tuple[pd.array, pd.array]:
+    """(unknown id or NA, id-used-before-valid or NA) per event, as the events store the ID."""
+    keys, shown = ids
+    pos = np.full(len(keys.values), -1, np.int64)
+    pos[keys.valid] = pd.Index(first.index).get_indexer(keys.values[keys.valid])
     known = pos >= 0
-    unknown = ids.valid & ~known
+    unknown = keys.valid & ~known
     valid_from = first.to_numpy()[np.maximum(pos, 0)] if len(first) else np.zeros(len(pos), np.int64)
     early = known & ts.valid & (ts.values < valid_from)
-    as_ids = lambda mask: pd.arrays.IntegerArray(ids.values.copy(), ~mask)  # noqa: E731
+    if shown.dtype == object:
+        as_ids = lambda mask: pd.array(np.where(mask, shown, None), dtype="string")  # noqa: E731
+    else:
+        as_ids = lambda mask: pd.arrays.IntegerArray(shown.astype(np.int64).copy(), ~mask)  # noqa: E731
     return as_ids(unknown), as_ids(early)
 
 
-def event_links(events: Table, users: Table, items: Table) -> tuple[pd.DataFrame, list[str]]:
-    """Per event: is its user/item known, and was it valid at the event's time?"""
+def event_links(events: Table, towers: list[tuple[Layout, Table]], spec: FeatureSpec) -> tuple[pd.DataFrame, list[str]]:
+    """Per event: is its user/item known to its tower's tables, and was it valid at the event's time?"""
     notes: list[str] = []
-    ev_users = _as_int64(events.data, "user_id", notes, "events")
-    ev_items = _as_int64(events.data, "item_id", notes, "events")
+    ev_users = _ids(events.data, "user_id", spec.user.id_type, notes, "events")
+    ev_items = _ids(events.data, "item_id", spec.item.id_type, notes, "events")
     ev_ts = _as_int64(events.data, "event_timestamp", notes, "events")
-    first_user = _first_valid(users.data, "user_id", notes, "users")
-    first_item = _first_valid(items.data, "item_id", notes, "items")
+    user_tables = [t for t in towers if t[0].side == "user"]
+    first_user = _first_valid(user_tables, notes) if user_tables else None
+    first_item = _first_valid([t for t in towers if t[0].side == "item"], notes)
+    if not user_tables and ev_users is not None:  # an ID-only user tower: no table to check users against
+        notes.append("events.user_id not checked against user tables: the user tower declares no profile view")
+        first_user = pd.Series(np.zeros(0, np.int64), index=pd.Index([], dtype=np.int64))
+        ev_users = (Ints(ev_users[0].values, np.zeros(len(ev_users[0].values), bool)), ev_users[1])
     if any(x is None for x in (ev_users, ev_items, ev_ts, first_user, first_item)):
         notes.insert(0, "cross-table checks (event_links) not computed")
         return pd.DataFrame({c: pd.array([], dtype="Int64") for c in LINK_COLUMNS}), notes

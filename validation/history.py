@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 
 from twotower.core.errors import DataError
 from twotower.core.files import atomic_write_bytes
+from twotower.core.features import hash_strings
 from twotower.core.workspace import Workspace
 from validation.load import day_parts, read_table
 
@@ -29,7 +30,7 @@ class DayProfile:
     rows: int
     clicks: int
     impressions: int
-    user_ids: np.ndarray  # distinct, sorted int64
+    user_ids: np.ndarray  # distinct, sorted int64 ID keys (twotower.core.features.id_keys)
     item_ids: np.ndarray
     notes: list[str] = field(default_factory=list)  # what could not be profiled, and why
 
@@ -42,10 +43,14 @@ def _distinct_ids(data: pa.Table, column: str, notes: list[str]) -> np.ndarray:
     if column not in data.column_names:
         notes.append(f"events.{column} is missing")
         return np.empty(0, np.int64)
+    col = data[column]
+    if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):  # string IDs: their keys
+        values = pc.unique(col).drop_null().to_pylist()
+        return np.unique(hash_strings(values))
     try:
-        values = pc.unique(data[column].cast(pa.int64())).drop_null()
+        values = pc.unique(col.cast(pa.int64())).drop_null()
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        notes.append(f"events.{column} is {data[column].type}, not integer")
+        notes.append(f"events.{column} is {col.type}, not integer or string")
         return np.empty(0, np.int64)
     return np.sort(values.to_numpy(zero_copy_only=False).astype(np.int64, copy=False))
 

@@ -1,4 +1,4 @@
-"""Reading what the gate judges: one day of events plus the users and items tables.
+"""Reading what the gate judges: one day of events plus the towers' tables (feature view sources).
 
 Only *unreadable* input is an error here (a missing partition, a file that is not parquet):
 everything that is readable but wrong (a renamed column, a wrong type, nulls) is loaded as it
@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twotower.core.errors import DataError
+from twotower.core.features import FeatureSpec
 from twotower.core.workspace import Workspace
 
 
@@ -96,9 +97,43 @@ def _concat_as_strings(tables: list[pa.Table], conflicting: set[str]) -> pa.Tabl
     return pa.concat_tables(fixed, promote_options="permissive")
 
 
-def read_day(ws: Workspace, day: date) -> tuple[Table, Table, Table]:
-    """(events of the day, users, items) exactly as stored."""
+@dataclass(frozen=True)
+class Layout:
+    """One table the gate reads: its asset name and the columns the feature spec declares."""
+
+    name: str  # "events", or a tower view's asset: "users" / "items" (one view), "users_<view>"
+    key: str | None = None  # the entity's join key (tower tables)
+    id_type: str = "int"
+    timestamp: str = "event_timestamp"
+    features: tuple = ()  # twotower.core.features.Feature of the view
+    source: str | None = None  # parquet file or directory (tower tables)
+    side: str = ""
+
+
+def layouts(spec: FeatureSpec) -> list[Layout]:
+    """The tower tables of the spec, one per feature view, named by their tower."""
+    out = []
+    for tower, plural in ((spec.user, "users"), (spec.item, "items")):
+        views = tower.views()
+        for view in views:
+            source = tower.source(view)
+            name = plural if len(views) == 1 else f"{plural}_{view}"
+            out.append(Layout(name, tower.join_key, tower.id_type, source.timestamp_field,
+                              tuple(f for f in tower.features if f.view == view), source.path, tower.side))  # fmt: skip
+    return out
+
+
+def source_files(layout: Layout) -> list[Path]:
+    path = Path(layout.source)
+    if path.is_dir():
+        files = sorted(path.rglob("*.parquet"))
+        if not files:
+            raise DataError(f"{layout.name}: {path} holds no parquet file")
+        return files
+    return [path]
+
+
+def read_day(ws: Workspace, day: date, spec: FeatureSpec) -> tuple[Table, list[tuple[Layout, Table]]]:
+    """(events of the day, every tower table as stored)."""
     events = read_table("events", day_parts(ws, day))
-    users = read_table("users", [ws.users_path])
-    items = read_table("items", [ws.items_path])
-    return events, users, items
+    return events, [(layout, read_table(layout.name, source_files(layout))) for layout in layouts(spec)]

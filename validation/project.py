@@ -27,7 +27,8 @@ from great_expectations.data_context import AbstractDataContext
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from twotower.core.workspace import Workspace
-from validation.suites import ASSETS, build_suites
+from twotower.core.features import FeatureSpec
+from validation.suites import assets, build_suites
 
 DATASOURCE = "offline_day"
 CHECKPOINT = "daily_gate"
@@ -62,8 +63,8 @@ def stage_file(ws: Workspace, asset: str, day: date, source: Path) -> None:
         shutil.copyfile(source, path)
 
 
-def clear_batches(ws: Workspace, day: date) -> None:
-    for asset in ASSETS:
+def clear_batches(ws: Workspace, day: date, spec: FeatureSpec) -> None:
+    for asset in assets(spec):
         batch_path(ws, asset.name, day).unlink(missing_ok=True)
 
 
@@ -95,9 +96,10 @@ def _site_config(index_results: int) -> dict:
 
 
 def open_project(
-    ws: Workspace, *, examples: int, index_days: int
+    ws: Workspace, spec: FeatureSpec, *, examples: int, index_days: int
 ) -> tuple[AbstractDataContext, gx.Checkpoint]:
     """Get the file context in the workspace and (re)generate every definition from code."""
+    ASSETS = assets(spec)
     ws.root.mkdir(parents=True, exist_ok=True)
     batches_dir(ws).mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="file", project_root_dir=str(ws.root))
@@ -125,7 +127,7 @@ def open_project(
         context.data_sources.delete(DATASOURCE)
 
     source = context.data_sources.add_pandas_filesystem(DATASOURCE, base_directory=batches_dir(ws))
-    suites = build_suites()
+    suites = build_suites(spec)
     definitions = []
     for asset in ASSETS:
         options = {"kwargs": asset.read_kwargs} if asset.read_kwargs else {}

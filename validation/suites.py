@@ -1,7 +1,8 @@
 """The gate's expectation suites, written as code (the code is the truth; the GX JSON in the
 workspace is generated from it on every run).
 
-One suite per asset (a frame GX reads): the three offline tables as stored, plus three
+One suite per asset (a frame GX reads): the day's events and each tower table (a feature view's
+source) as stored, with the columns, types and domains the feature spec declares, plus three
 derived frames for what one table cannot say on its own (``validation.derive``). Bounds that
 depend on the day are ``$PARAMETER`` references filled in by ``validation.bounds``.
 """
@@ -14,8 +15,9 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 
 from twotower.core import schema
-from validation.derive import LINK_COLUMNS, qualified
-from validation.load import type_name
+from twotower.core.features import FeatureSpec
+from validation.derive import LINK_COLUMNS, expected_types, qualified
+from validation.load import Layout, layouts
 
 
 def P(name: str) -> dict:
@@ -32,49 +34,67 @@ class Asset:
     read_kwargs: dict = field(default_factory=dict)
 
 
-ASSETS = (
-    Asset("schema", "one row: the arrow type of every table.column as stored (<missing> if absent)"),
-    Asset("events", "the day's events, as stored"),
-    Asset("users", "users.parquet (lists as their lengths, ints as int64: derive.gx_view)"),
-    Asset("items", "items.parquet (lists as their lengths, ints as int64: derive.gx_view)"),
-    Asset(
-        "event_links",
-        "per event: its user/item when unknown or used before valid (null otherwise)",
-        {"dtype_backend": "numpy_nullable"},
-    ),
-    Asset("day_stats", "one row: click rate and shares of never-seen users/items"),
-)
+def assets(spec: FeatureSpec) -> tuple[Asset, ...]:
+    """The gate's assets for a feature spec: the events, one per tower table (feature view), and
+    the derived frames."""
+    towers = tuple(
+        Asset(layout.name, f"{layout.source} (lists as their lengths, ints as int64: derive.gx_view)")
+        for layout in layouts(spec)
+    )
+    return (
+        Asset("schema", "one row: the arrow type of every table.column as stored (<missing> if absent)"),
+        Asset("events", "the day's events, as stored"),
+        *towers,
+        Asset(
+            "event_links",
+            "per event: its user/item when unknown or used before valid (null otherwise)",
+            {"dtype_backend": "numpy_nullable"},
+        ),
+        Asset("day_stats", "one row: click rate and shares of never-seen users/items"),
+    )
 
 
-def _schema() -> list:
+def _schema(spec: FeatureSpec) -> list:
+    tables = [("events", expected_types(spec))] + [(layout.name, expected_types(spec, layout)) for layout in layouts(spec)]
     return [
         gxe.ExpectColumnValuesToBeInSet(
-            column=qualified(table, f.name),
-            value_set=[type_name(f.type)],
-            description=f"{table}.{f.name} is stored as arrow type {type_name(f.type)}",
+            column=qualified(table, column),
+            value_set=types,
+            description=f"{table}.{column} is stored as arrow type {' or '.join(types)}",
         )
-        for table, arrow_schema in schema.TABLES.items()
-        for f in arrow_schema
+        for table, expected in tables
+        for column, types in expected.items()
     ]
 
 
-def _table_basics(name: str, key_columns: list[str]) -> list:
-    columns = schema.TABLES[name].names
-    unique = (
-        gxe.ExpectColumnValuesToBeUnique(column=key_columns[0])
-        if len(key_columns) == 1
-        else gxe.ExpectCompoundColumnsToBeUnique(column_list=key_columns)
-    )
+def _tower_table(layout: Layout) -> list:
+    # An entity may have several rows over time; (join key, timestamp) is the key.
+    declared = [layout.key, layout.timestamp, *(f.name for f in layout.features)]
+    out = [
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=declared, exact_match=False,
+            description=f"the source has every column the view declares: {', '.join(declared)}",
+        ),
+        gxe.ExpectColumnValuesToNotBeNull(column=layout.key),
+        gxe.ExpectColumnValuesToNotBeNull(column=layout.timestamp),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=[layout.key, layout.timestamp]),
+        gxe.ExpectTableRowCountToBeBetween(min_value=1),
+    ]  # fmt: skip
+    for f in layout.features:
+        if f.min is not None or f.max is not None:
+            cast = int if f.value == "int" else float
+            bounds = {k: cast(v) for k, v in (("min_value", f.min), ("max_value", f.max)) if v is not None}
+            out.append(gxe.ExpectColumnValuesToBeBetween(
+                column=f.name, **bounds, description=f"{f.ref} within its declared domain (tags min / max)"))  # fmt: skip
+    return out
+
+
+def _events(spec: FeatureSpec) -> list:
+    columns = schema.events(spec.user.id_type, spec.item.id_type).names
     return [
         gxe.ExpectTableColumnsToMatchOrderedList(column_list=columns),
         *(gxe.ExpectColumnValuesToNotBeNull(column=c) for c in columns),
-        unique,
-    ]
-
-
-def _events() -> list:
-    return [
-        *_table_basics("events", ["event_id"]),
+        gxe.ExpectColumnValuesToBeUnique(column="event_id"),
         gxe.ExpectTableRowCountToBeBetween(min_value=P("events_min_rows"), max_value=P("events_max_rows")),
         gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(schema.EVENT_TYPES)),
         # min, not values_between: GX checks int32 ranges element by element in Python.
@@ -85,38 +105,13 @@ def _events() -> list:
     ]
 
 
-def _users() -> list:
-    # A user may have several profile rows over time; (user_id, event_timestamp) is the key.
-    return [
-        *_table_basics("users", ["user_id", "event_timestamp"]),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="age_bucket", min_value=0, max_value=6),
-        gxe.ExpectColumnValuesToBeBetween(column="gender", min_value=0, max_value=2),
-        gxe.ExpectColumnValuesToBeBetween(column="city_tier", min_value=0, max_value=4),
-    ]
-
-
-def _items() -> list:
-    return [
-        *_table_basics("items", ["item_id", "event_timestamp"]),
-        gxe.ExpectTableRowCountToBeBetween(min_value=1),
-        gxe.ExpectColumnValuesToBeBetween(column="category", min_value=0),
-        gxe.ExpectColumnPairValuesAToBeGreaterThanB(
-            column_A="event_timestamp",
-            column_B="created_at",
-            or_equal=True,
-            description="an item row is not valid before the item was created",
-        ),
-    ]
-
-
 _LINK_DOCS = {
-    "unknown_user_id": "unknown_user_id is null: every event's user_id is in users.parquet",
-    "unknown_item_id": "unknown_item_id is null: every event's item_id is in items.parquet",
+    "unknown_user_id": "unknown_user_id is null: every event's user_id is in the user tower's tables",
+    "unknown_item_id": "unknown_item_id is null: every event's item_id is in the item tower's tables",
     "user_id_before_profile": "user_id_before_profile is null: no event is older than its "
-    "user's first profile row (users.event_timestamp)",
+    "user's first row (the views' timestamps)",
     "item_id_before_creation": "item_id_before_creation is null: no event is older than its "
-    "item's first row (items.event_timestamp)",
+    "item's first row (the views' timestamps)",
 }
 
 
@@ -154,16 +149,10 @@ def _day_stats() -> list:
     ]
 
 
-_BUILDERS = {
-    "schema": _schema,
-    "events": _events,
-    "users": _users,
-    "items": _items,
-    "event_links": _event_links,
-    "day_stats": _day_stats,
-}
-
-
-def build_suites() -> dict[str, gx.ExpectationSuite]:
+def build_suites(spec: FeatureSpec) -> dict[str, gx.ExpectationSuite]:
     """Fresh suite objects, one per asset, named like their asset."""
-    return {a.name: gx.ExpectationSuite(name=a.name, expectations=_BUILDERS[a.name]()) for a in ASSETS}
+    towers = {layout.name: layout for layout in layouts(spec)}
+    builders = {"schema": lambda: _schema(spec), "events": lambda: _events(spec),
+                "event_links": _event_links, "day_stats": _day_stats}  # fmt: skip
+    builders.update({name: (lambda layout=layout: _tower_table(layout)) for name, layout in towers.items()})
+    return {a.name: gx.ExpectationSuite(name=a.name, expectations=builders[a.name]()) for a in assets(spec)}

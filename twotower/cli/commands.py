@@ -38,6 +38,18 @@ def simulate(
     )
 
 
+@app.command()
+def init(
+    directory: Path = typer.Argument(..., help="A new (or empty) directory: the workspace to create."),
+    seed: int = typer.Option(0, "--seed", help="Random seed of the sample data."),
+) -> None:
+    """Create a workspace with a feature repo of your own (string IDs, one feature of each kind) and sample data."""
+    from twotower.cli.init import init as run
+
+    for line in run(directory, seed=seed):
+        typer.echo(line)
+
+
 @feast_app.command("apply")
 def feast_apply(ctx: typer.Context) -> None:
     """`feast apply` of feature_repo/ against this workspace."""
@@ -118,9 +130,12 @@ def ingest(
     items: Optional[Path] = typer.Option(None, help="Items file (CSV or parquet)."),
 ) -> None:
     """Bring your own data into the offline store (schema: docs/data-schema.md). All or nothing."""
+    from twotower import feature_store
     from twotower.ingest.job import ingest as run
 
-    summary = run(settings_of(ctx), _ws(ctx), events=events, users=users, items=items)
+    settings, ws = settings_of(ctx), _ws(ctx)
+    spec = feature_store.read_spec(settings, ws)  # the columns and ID types the files are read under
+    summary = run(settings, ws, spec, events=events, users=users, items=items)
     for line in summary.lines():
         typer.echo(line)
 
@@ -137,19 +152,27 @@ def _day(value: str):
 @app.command()
 def validate(ctx: typer.Context, day: str = typer.Argument(..., help="YYYY-MM-DD")) -> None:
     """Run the day's Great Expectations checkpoint; exit 3 naming each failed expectation."""
+    from twotower import feature_store
     from validation import raise_if_failed, validate_day
 
-    report = validate_day(settings_of(ctx), _ws(ctx), _day(day))
+    settings = settings_of(ctx)
+    ws = _ws(ctx)
+    report = validate_day(settings, ws, _day(day), feature_store.read_spec(settings, ws))
     typer.echo(report.format())
     raise_if_failed(report)
 
 
 @app.command("full-update")
-def full_update(ctx: typer.Context, day: str = typer.Argument(..., help="YYYY-MM-DD")) -> None:
+def full_update(
+    ctx: typer.Context,
+    day: str = typer.Argument(..., help="YYYY-MM-DD"),
+    fresh: bool = typer.Option(False, "--fresh", help="Train a new model instead of warm-starting from the served "
+                               "one (needed when the feature repo's tower inputs changed)."),
+) -> None:
     """Nightly full update of DAY: validate, prepare, train, export, evaluate, publish (resumable)."""
     from twotower.pipelines.full_update import run
 
-    result = run(settings_of(ctx), _ws(ctx), _day(day))
+    result = run(settings_of(ctx), _ws(ctx), _day(day), fresh=fresh)
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.startswith("recall"))
     typer.echo(f"serving {result.generation} (day {result.day}, parent {result.parent or '-'}): {metrics}")
 
@@ -180,14 +203,14 @@ def _user_id(value: str) -> int:
 @app.command()
 def recall(
     ctx: typer.Context,
-    user: str = typer.Argument(..., help="User ID (int64)."),
+    user: str = typer.Argument(..., help="User ID, as the feature repo's user entity types it (Int64 or String)."),
     k: Optional[int] = typer.Option(None, "-k", "--k", help="Items to return (default: serving.default_k)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Recall one user's top-k in-process: items, scores, generation and path (embedding/oov_profile/popular)."""
     from serving.run import recall as run
 
-    for line in run(settings_of(ctx), _user_id(user), k, as_json=as_json):
+    for line in run(settings_of(ctx), user, k, as_json=as_json):
         typer.echo(line)
 
 
@@ -202,7 +225,8 @@ def emit(
 ) -> None:
     """Append events to the event stream: a replayed day, or one user's clicks with current timestamps."""
     from twotower.core.errors import UserError
-    from twotower.stream.emit import emit_day, emit_user
+    from twotower.research.simulate.clicks import emit_user
+    from twotower.stream.emit import emit_day
 
     if (day is None) == (user is None):
         raise UserError("give either --day DAY or --user USER --category C [--count N]")

@@ -20,6 +20,7 @@ from twotower.core.sections import (
     OnlineStoreSettings,
     DaskSettings,
     SimulatorSettings,
+    FeatureSettings,
     ModelSettings,
     ServingSettings,
     FullUpdateSettings,
@@ -33,7 +34,7 @@ from twotower.core.sections import (
 
 DEFAULT_WORKSPACE = Path("workspace")
 __all__ = ["ConfigError", "Settings", "load_settings", "config_file_path", "DEFAULT_WORKSPACE",
-    "SECRETS", "OnlineStoreSettings", "DaskSettings", "SimulatorSettings", "ModelSettings",
+    "SECRETS", "OnlineStoreSettings", "DaskSettings", "SimulatorSettings", "FeatureSettings", "ModelSettings",
     "ServingSettings", "FullUpdateSettings", "IndexSettings", "IngestSettings",
     "ValidationSettings", "StreamSettings", "IncrementalSettings", "ReplaySettings"]
 
@@ -48,11 +49,13 @@ class Settings(BaseSettings):
     workspace: Path = DEFAULT_WORKSPACE
     feast_project: str = "twotower"
     feature_repo: Path | None = Field(
-        None, description="the Feast feature repo to apply (default: the one shipped with the package)"
+        None, description="the Feast feature repo whose feature services declare the towers' inputs (default: the one "
+        "shipped with the package, the simulator's world); in twotower.toml relative to that file"
     )
     online_store: OnlineStoreSettings = Field(default_factory=OnlineStoreSettings)
     dask: DaskSettings = Field(default_factory=DaskSettings)
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    features: FeatureSettings = Field(default_factory=FeatureSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
@@ -110,6 +113,9 @@ class _FileSource(PydanticBaseSettingsSource):
                     f"config file {path}: [{section}] {key} is a secret and is read only from the environment "
                     f"({env}): remove it from the file"
                 )
+        repo = data.get("feature_repo")
+        if isinstance(repo, str) and not Path(repo).expanduser().is_absolute():
+            data["feature_repo"] = str(path.parent / repo)  # relative to the config file
         return data
 
 

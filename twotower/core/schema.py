@@ -1,8 +1,10 @@
 """Offline store tables: the one definition of their columns and types.
 
-The simulator writes these, ``twotower ingest`` maps user data onto them, the Feast sources
-read them, GX validates them and the Dask preparation joins them. IDs are int64 everywhere.
-All timestamps are UTC with microsecond precision.
+The events table and the user ID embeddings are the platform's own (their user and item IDs
+typed as the feature repo's entities declare them: ``events``, ``user_id_embedding``). The
+towers' tables follow from the feature spec (``tower_table``); the simulator's own world
+(``twotower.research.simulate.tables``) is one such repo. All timestamps are UTC with
+microsecond precision.
 """
 
 from __future__ import annotations
@@ -14,29 +16,6 @@ TS = pa.timestamp("us", tz="UTC")
 EVENT_TYPES = ("impression", "click", "ranked_out")
 """``click`` = positive; ``impression`` = shown; ``ranked_out`` = recalled for the request but
 eliminated by ranking (the seed's hard negatives)."""
-
-USERS = pa.schema(
-    [
-        ("user_id", pa.int64()),
-        ("age_bucket", pa.int32()),  # 0..6
-        ("gender", pa.int32()),  # 0 unknown, 1, 2
-        ("city_tier", pa.int32()),  # 0..4
-        ("interest_tags", pa.list_(pa.int32())),  # declared interests (tag ids > 0)
-        ("signup_date", pa.date32()),
-        ("event_timestamp", TS),  # when this profile row became valid
-    ]
-)
-
-ITEMS = pa.schema(
-    [
-        ("item_id", pa.int64()),
-        ("category", pa.int32()),
-        ("tags", pa.list_(pa.int32())),  # tag ids > 0
-        ("author_id", pa.int64()),
-        ("created_at", TS),
-        ("event_timestamp", TS),  # = created_at: item features are valid from creation
-    ]
-)
 
 EVENTS = pa.schema(
     [
@@ -50,6 +29,11 @@ EVENTS = pa.schema(
     ]
 )
 
+def user_id_embedding(join_key: str = "user_id", id_type: str = "int") -> pa.Schema:
+    """The batch source of the user ID embedding view, keyed by the user entity's join key."""
+    return pa.schema([(join_key, pa.int64() if id_type == "int" else pa.string()), *list(USER_ID_EMBEDDING)[1:]])
+
+
 USER_ID_EMBEDDING = pa.schema(
     [
         ("user_id", pa.int64()),
@@ -61,5 +45,32 @@ USER_ID_EMBEDDING = pa.schema(
     ]
 )
 
-TABLES = {"users": USERS, "items": ITEMS, "events": EVENTS}
-KEYS = {"users": "user_id", "items": "item_id", "events": "event_id"}
+
+_FEAST_ARROW = {"Int32": pa.int32(), "Int64": pa.int64(), "String": pa.string(), "Bool": pa.bool_(),
+                "Float32": pa.float32(), "Float64": pa.float64()}  # fmt: skip
+
+
+def feast_arrow_type(dtype: str) -> pa.DataType:
+    """The arrow type a Feast dtype is stored as ("Array(String)" -> list<string>)."""
+    if dtype.startswith("Array(") and dtype.endswith(")"):
+        return pa.list_(_FEAST_ARROW[dtype[6:-1]])
+    return _FEAST_ARROW[dtype]
+
+
+def id_arrow_type(id_type: str) -> pa.DataType:
+    return pa.int64() if id_type == "int" else pa.string()
+
+
+def events(user_id_type: str = "int", item_id_type: str = "int") -> pa.Schema:
+    """The events table with the user and item IDs typed as their entities declare them."""
+    types = {"user_id": id_arrow_type(user_id_type), "item_id": id_arrow_type(item_id_type)}
+    return pa.schema([(f.name, types.get(f.name, f.type)) for f in EVENTS])
+
+
+def tower_table(tower) -> pa.Schema:
+    """The offline table of a one-view tower as ``twotower ingest`` writes it: the join key, the
+    declared fields (as their Feast dtypes are stored) and the view's timestamp."""
+    (view,) = tower.views()
+    return pa.schema([(tower.join_key, id_arrow_type(tower.id_type)),
+                      *((f.name, feast_arrow_type(f.dtype)) for f in tower.features),
+                      (tower.source(view).timestamp_field, TS)])  # fmt: skip

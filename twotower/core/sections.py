@@ -69,6 +69,27 @@ class SimulatorSettings(_Section):
     )
 
 
+class FeatureSettings(_Section):
+    """The towers' inputs: feature services of the feature repo (twotower/core/features.py).
+
+    Every field of a service's views is one input of its tower; its kind follows from the Feast
+    dtype unless ``Field.tags`` say otherwise (``kind``, ``buckets``, ``max_len``).
+    """
+
+    user_service: str = Field("user_tower", description="Feast feature service of the user tower's inputs")
+    item_service: str = Field("item_tower", description="Feast feature service of the item tower's inputs")
+    embedding_view: str = Field(
+        "user_id_embedding",
+        description="the platform's own view of user ID embeddings (fields embedding, generation) in the user "
+        "service: written by full updates and incremental pushes, not a profile feature",
+    )
+    context: list[Literal["hour", "weekday"]] = Field(
+        default_factory=lambda: ["hour"], description="request context inputs of the user tower (UTC)"
+    )
+    default_buckets: int = Field(1000, ge=2, description="hash buckets of a categorical field without a buckets tag")
+    default_max_len: int = Field(5, ge=1, description="values kept of a list field without a max_len tag")
+
+
 class ModelSettings(_Section):
     """Two-tower model hyper-parameters (see tfrs_models/)."""
 
@@ -113,16 +134,8 @@ class ModelSettings(_Section):
     oov_training_rate: float = Field(
         0.05, ge=0, lt=1, description="share of full-mode lookups routed to the OOV rows so unseen IDs get a trained vector"
     )
-    max_tags: int = Field(3, ge=1)
     optimizer: Literal["adagrad", "adam"] = "adagrad"
     shuffle_buffer: int = Field(50_000, ge=1, description="full mode: records shuffled in memory on top of shuffled shards")
-    # Hashed feature tables (value mod buckets): fixed size, nothing to grow between full updates.
-    age_buckets: int = Field(8, ge=1)
-    gender_buckets: int = Field(4, ge=1)
-    city_tier_buckets: int = Field(8, ge=1)
-    tag_buckets: int = Field(1024, ge=2)
-    category_buckets: int = Field(256, ge=1)
-    author_buckets: int = Field(4096, ge=1)
 
 
 class ServingSettings(_Section):
@@ -139,7 +152,6 @@ class ServingSettings(_Section):
     max_k: int = Field(1000, ge=1)
     max_batch: int = Field(256, ge=1)
     channel: str = "two_tower"
-    feature_service: str = Field("user_tower", description="Feast feature service the user tower reads online")
     online_read: Literal["direct", "sdk"] = Field(
         "direct",
         description="direct: the online store's online_read (one read per view); sdk: "
@@ -235,6 +247,10 @@ class ValidationSettings(_Section):
     min_events: int = Field(1, ge=0, description="absolute lower bound on a day's events")
     max_events: int = Field(1_000_000_000, ge=1, description="absolute upper bound on a day's events")
     min_click_rate: float = Field(0.001, ge=0, le=1, description="absolute bounds on clicks/impressions")
+    require_impressions: bool = Field(
+        True, description="a day must log impressions (its click rate is judged); false for click-only logs "
+        "such as ratings, where the click-rate band does not apply",
+    )
     max_click_rate: float = Field(0.5, ge=0, le=1)
     max_new_user_share: float = Field(
         0.5, ge=0, le=1, description="share of the day's distinct users never seen on earlier days"

@@ -55,6 +55,11 @@ class Workspace:
     def feature_store_yaml(self) -> Path:
         return self.feast_dir / "feature_store.yaml"
 
+    @property
+    def feature_spec_path(self) -> Path:
+        """The feature spec of the last ``feast apply`` (twotower/core/features.py)."""
+        return self.feast_dir / "spec.json"
+
     # --- batch outputs --------------------------------------------------------------------
     def tfrecords_dir(self, day: date) -> Path:
         return self.root / "tfrecords" / day.isoformat()

@@ -12,19 +12,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
 import sysconfig
 
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import yaml
 
-from twotower.core import schema
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
-from twotower.core.files import atomic_path, atomic_write_bytes
+from twotower.core.features import FeatureSpec
+from twotower.feature_store.spec import apply_repo, of_repo as spec_of_repo
+from twotower.core.files import atomic_write_bytes
 from twotower.core.workspace import Workspace
 
 # Where the package's own feature repo is: beside the package in a source checkout, under the
@@ -65,7 +63,11 @@ def render_yaml(settings: Settings, ws: Workspace) -> str:
         "provider": "local",
         # A file registry written by temp file + rename (Feast's own rewrites it in place).
         "registry": {"registry_type": "file", "path": str(ws.feast_dir / "registry.db"),
-                     "registry_store_type": "twotower.adapters.feast_registry.AtomicFileRegistryStore"},
+                     "registry_store_type": "twotower.adapters.feast_registry.AtomicFileRegistryStore",
+                     # A materialize marks its view MATERIALIZING in the registry until it ends; a
+                     # publish killed there would leave the SDK refusing the view. Our publish
+                     # writes a new generation into the slot nobody serves, so serving on is right.
+                     "serve_features_while_materializing": True},
         "online_store": online,
         "offline_store": {"type": "dask"},
         "entity_key_serialization_version": 3,
@@ -81,14 +83,29 @@ def feast_env(settings: Settings, ws: Workspace) -> dict[str, str]:
 
 
 def prepare(settings: Settings, ws: Workspace) -> Path:
-    """Write the effective yaml and make sure every source path exists."""
+    """Write the effective yaml (apply also makes the embedding source valid: spec._apply)."""
     ws.ensure()
     atomic_write_bytes(ws.feature_store_yaml, render_yaml(settings, ws).encode())
-    if not any(ws.user_embeddings_dir.glob("*.parquet")):
-        # An empty, typed file: the embedding source is valid before the first generation.
-        with atomic_path(ws.user_embeddings_dir / "empty.parquet") as tmp:
-            pq.write_table(schema.USER_ID_EMBEDDING.empty_table(), tmp)
     return ws.feature_store_yaml
+
+
+def spec_path(ws: Workspace) -> Path:
+    return ws.feature_spec_path
+
+
+def applied_spec(ws: Workspace) -> FeatureSpec:
+    """The feature spec of the workspace's last ``apply`` (what the towers are built from)."""
+    return FeatureSpec.load(spec_path(ws))
+
+
+def read_spec(settings: Settings, ws: Workspace) -> FeatureSpec:
+    """The spec of the feature repo as it is now (parsed, checked; nothing written)."""
+    return spec_of_repo(feature_repo(settings), settings.features, ws.root)
+
+
+def is_applied(settings: Settings, ws: Workspace) -> bool:
+    """Whether the workspace's registry and spec are those of the feature repo as it is now."""
+    return _read_stamp(ws) == applied_state(settings, ws) and spec_path(ws).is_file()
 
 
 def apply(settings: Settings, ws: Workspace, *, force: bool = False) -> str:
@@ -99,26 +116,15 @@ def apply(settings: Settings, ws: Workspace, *, force: bool = False) -> str:
     The nightly publish thus pays for Feast's CLI only when the declarations moved; a registry
     anyone else wrote, a copied workspace or a new online store applies again.
     """
-    if not ws.users_path.exists() or not ws.items_path.exists():
-        raise UserError(
-            f"no offline store in {ws.root}: run `twotower simulate` or `twotower ingest` first"
-        )
     path = prepare(settings, ws)
     adopt_copied_registry(ws)
-    if not force and _read_stamp(ws) == applied_state(settings, ws):
+    if not force and is_applied(settings, ws):
         return "feast apply: the feature repo, the yaml and the registry are unchanged since the last apply; skipped"
-    feast = Path(sys.executable).with_name("feast")
-    proc = subprocess.run(
-        [str(feast), "-f", str(path), "apply"],
-        cwd=feature_repo(settings),
-        env=feast_env(settings, ws),
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise UserError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
+    # One fresh interpreter: the spec is derived first, and a repo the towers cannot use is
+    # refused before Feast writes anything; then the real `feast apply` runs.
+    output = apply_repo(feature_repo(settings), settings.features, ws.root, path, spec_path(ws), feast_env(settings, ws))
     record_applied(settings, ws)
-    return proc.stdout
+    return output
 
 
 def _digest(paths: list[Path]) -> str:
@@ -135,6 +141,7 @@ def applied_state(settings: Settings, ws: Workspace) -> dict:
         "feature_repo": _digest(sorted([*repo.glob("*.py"), repo / ".feastignore"])),
         "feature_store_yaml": _digest([ws.feature_store_yaml]),
         "registry": _digest([ws.feast_dir / "registry.db"]),
+        "features": settings.features.model_dump(mode="json"),
     }
     if settings.online_store.type == "sqlite":
         state["online_store_db"] = (ws.feast_dir / "online_store.db").is_file()

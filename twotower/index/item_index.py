@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from annoy import AnnoyIndex
 
+from twotower.core.features import id_array
 from twotower.core.progress import progress
 
 logger = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def build(
     index.build(n_trees, n_jobs=n_jobs)
     index.save(str(out_dir / INDEX_FILE))
     index.unload()
-    np.save(out_dir / IDS_FILE, np.asarray(item_ids, dtype=np.int64))
+    np.save(out_dir / IDS_FILE, id_array(item_ids))  # int64, or unicode for string IDs
     meta = IndexMeta(
         dim=dim,
         items=n,

@@ -25,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 from twotower.index import item_index
+from twotower.core.features import id_array
 from twotower.index.item_index import IDS_FILE, META_FILE, VECTORS_FILE
 from twotower.index.shard_plan import ShardPlan, plan_shards
 from twotower.core.config import IndexSettings
@@ -166,6 +167,7 @@ def build_index(
     ``client`` is called only when shards are built (a flat build starts no cluster).
     Returns the index meta as written to ``index.json``.
     """
+    ids = id_array(ids)  # int64, or unicode for string IDs: saved beside the vectors without pickling
     plan = plan_shards(ids, int(vectors.shape[1]), settings.n_trees, settings.shards, settings.max_shard_mib)
     if plan.count > 1:
         return build_sharded(client(), ids, vectors, out_dir, plan, settings.n_trees, seed)

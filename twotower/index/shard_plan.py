@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from twotower.core.features import id_key_array
+
 from twotower.core.errors import UserError
 
 MAX_SHARDS = 1024
@@ -32,8 +34,9 @@ _M64 = [np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049B
 
 
 def item_hash(item_ids: np.ndarray) -> np.ndarray:
-    """splitmix64 of each item ID (uint64); the same on every process, machine and day."""
-    x = np.asarray(item_ids, dtype=np.int64).astype(np.uint64) + _M64[0]
+    """splitmix64 of each item ID's key (uint64; string IDs hashed first, ``features.id_key_array``);
+    the same on every process, machine and day."""
+    x = id_key_array(item_ids).astype(np.uint64) + _M64[0]
     x = (x ^ (x >> np.uint64(30))) * _M64[1]
     x = (x ^ (x >> np.uint64(27))) * _M64[2]
     return x ^ (x >> np.uint64(31))
@@ -84,7 +87,6 @@ def plan_shards(item_ids: np.ndarray, dim: int, n_trees: int, shards: int = 1, m
     Hash buckets are not perfectly even, so the count derived from the total is checked on the
     actual IDs and raised (5% at a time) until the fullest shard fits.
     """
-    item_ids = np.asarray(item_ids, dtype=np.int64)
     n = len(item_ids)
     hashed = item_hash(item_ids)
     count, bound = max(shards, 1), None

@@ -253,3 +253,91 @@ def parse_choice(arr: pa.Array, choices: tuple[str, ...]) -> Parsed:
     s = pc.utf8_lower(s)
     bad = ~_np(pc.is_in(s, value_set=pa.array(choices))) & ~null
     return Parsed(s, null, [(f"not one of {', '.join(choices)}", bad)])
+
+
+def parse_string(arr: pa.Array) -> Parsed:
+    """Text as given, surrounding whitespace trimmed (IDs keep their leading zeros): strings, or
+    integers written as their decimal text (a parquet Int64 column of string IDs)."""
+    arr = _plain(arr)
+    if pa.types.is_integer(arr.type):
+        arr = arr.cast(pa.string())
+    if not pa.types.is_string(arr.type):
+        return _wrong_type(arr, "string")
+    s, null = _strings(arr)
+    return Parsed(s, null, [])
+
+
+def parse_float(arr: pa.Array) -> Parsed:
+    """Finite numbers: decimal strings, integer or float types."""
+    arr = _plain(arr)
+    t = arr.type
+    if pa.types.is_string(t):
+        s, null = _strings(arr)
+        ok = _np(pc.match_substring_regex(s, r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")) & ~null
+        values = _np(pc.cast(pc.if_else(pa.array(ok), s, "0"), pa.float64()))
+    elif pa.types.is_integer(t) or pa.types.is_floating(t):
+        null = _np(arr.is_null())
+        values = _np(pc.fill_null(arr, 0)).astype(np.float64)
+        ok = np.isfinite(values) | null
+    else:
+        return _wrong_type(arr, "number")
+    return Parsed(values, null, [("not a finite number", ~ok & ~null)])
+
+
+def parse_bool(arr: pa.Array) -> Parsed:
+    """Booleans: true/false, 1/0, yes/no (any case), or a boolean column."""
+    arr = _plain(arr)
+    if pa.types.is_boolean(arr.type):
+        null = _np(arr.is_null())
+        return Parsed(_np(pc.fill_null(arr, False)).astype(bool), null, [])
+    if pa.types.is_integer(arr.type):
+        arr = arr.cast(pa.string())
+    if not pa.types.is_string(arr.type):
+        return _wrong_type(arr, "boolean")
+    s, null = _strings(arr)
+    s = _np(pc.utf8_lower(s)).astype(str)
+    true, false = np.isin(s, ("true", "1", "yes")), np.isin(s, ("false", "0", "no"))
+    return Parsed(true, null, [("not a boolean (true/false, 1/0, yes/no)", ~(true | false) & ~null)])
+
+
+def parse_list(arr: pa.Array, element, element_type: pa.DataType, length: int | None = None) -> Parsed:
+    """Lists: parquet lists, or strings of values separated by ``|`` (numbers also by
+    whitespace); every element parsed by ``element``. ``length``: the exact length a vector
+    must have (a missing vector is null); otherwise a missing cell is an empty list. ``values``
+    is a ``list<element_type>`` array."""
+    arr = _plain(arr)
+    t = arr.type
+    n = len(arr)
+    if pa.types.is_string(t):
+        s, null = _strings(arr)
+        separator = r"\|" if element_type == pa.string() else r"[|\s]+"
+        parts = pc.split_pattern_regex(s, separator)
+        flat, parents = pc.list_flatten(parts), _np(pc.list_parent_indices(parts))
+        keep = _np(pc.not_equal(pc.utf8_trim_whitespace(flat), ""))
+        flat, parents = flat.filter(pa.array(keep)), parents[keep]
+    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        null = _np(arr.is_null())
+        flat, parents = pc.list_flatten(arr), _np(pc.list_parent_indices(arr))
+    else:
+        return _wrong_type(arr, "a list or a '|'-separated string")
+    elems = element(flat)
+    bad = np.zeros(n, bool)
+    for _, mask in elems.bad:
+        bad[parents[mask]] = True
+    bad[parents[elems.null]] = True
+    counts = np.bincount(parents, minlength=n)
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+    if isinstance(elems.values, pa.Array):
+        flat_values = elems.values
+    else:  # unreadable elements are reported above; 0 keeps the cast below from failing on them
+        unusable = elems.null.copy()
+        for _, mask in elems.bad:
+            unusable |= mask
+        flat_values = pa.array(np.where(unusable, 0, elems.values))
+    problems = [(f"not a list of {element_type}", bad)]
+    if length is None:  # a list: missing = empty
+        values = pa.ListArray.from_arrays(pa.array(offsets), flat_values.cast(element_type))
+        return Parsed(values, np.zeros(n, bool), problems)
+    values = pa.ListArray.from_arrays(pa.array(offsets), flat_values.cast(element_type), mask=pa.array(null))
+    problems.append((f"not a list of exactly {length} values", (counts != length) & ~null & ~bad))
+    return Parsed(values, null, problems)

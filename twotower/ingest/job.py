@@ -25,11 +25,13 @@ from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from twotower.core.files import file_lock
 from twotower.core import schema
 from twotower.core.config import Settings
 from twotower.core.errors import DataError, UserError
+from twotower.core.features import FeatureSpec, Tower
 from twotower.ingest.read import read_input
 from twotower.ingest.store import (
     date_of,
@@ -122,7 +124,30 @@ def _id_issue(table: pa.Table, column: str, message: str, rows: np.ndarray, limi
     return Issue(column, message, rows, table.column(column).take(pa.array(rows[:limit])).to_pylist())
 
 
-def _check_events(ws: Workspace, ev: _Input, users: _Input | None, items: _Input | None,
+def tower_path(ws: Workspace, tower: Tower, option: str) -> Path:
+    """The offline table ``ingest`` writes for a tower: its one view's source, in the workspace."""
+    views = tower.views()
+    if len(views) != 1:
+        raise UserError(f"{option}: the {tower.side} tower reads {len(views)} feature views ({', '.join(views)}); "
+                        f"ingest writes one table per tower - write those views' sources directly")  # fmt: skip
+    path = Path(tower.source(views[0]).path)
+    if ws.root.resolve() not in path.resolve().parents:
+        raise UserError(f"{option}: feature view {views[0]!r} reads {path}, outside the workspace {ws.root}; "
+                        f"ingest writes the workspace's offline store - update that file directly")  # fmt: skip
+    return path
+
+
+def _known_ids(ws: Workspace, tower: Tower) -> np.ndarray:
+    """The IDs of a tower's stored rows (every view's source)."""
+    out = [np.zeros(0, np.int64 if tower.id_type == "int" else object)]
+    for view in tower.views():
+        path = Path(tower.source(view).path)
+        if path.exists():
+            out.append(pq.read_table(path, columns=[tower.join_key]).column(tower.join_key).to_numpy(zero_copy_only=False))
+    return np.concatenate(out)
+
+
+def _check_events(ws: Workspace, spec: FeatureSpec, ev: _Input, users: _Input | None, items: _Input | None,
                   limit: int) -> None:
     """Cross-row and cross-file checks of the events: unique event_id, known users/items."""
     table = ev.table
@@ -140,16 +165,15 @@ def _check_events(ws: Workspace, ev: _Input, users: _Input | None, items: _Input
             table, "event_id",
             f"event_id already in the store on day(s) {where}, which this ingest does not replace",
             np.flatnonzero(clash), limit))
-    for col, other, path, table_schema, option in (
-        ("user_id", users, ws.users_path, schema.USERS, "--users"),
-        ("item_id", items, ws.items_path, schema.ITEMS, "--items"),
-    ):
+    for col, other, tower, option in (("user_id", users, spec.user, "--users"), ("item_id", items, spec.item, "--items")):
         if other is not None and not other.ok:
             continue  # its own problems are reported; its IDs are not trustworthy
-        known = read_store(path, table_schema, [col]).column(col).to_numpy()
+        if not tower.views():
+            continue  # an ID-only tower: any ID is a new one, nothing to look it up in
+        known = _known_ids(ws, tower)
         if other is not None:
-            known = np.concatenate([known, other.table.column(col).to_numpy()])
-        unknown = np.flatnonzero(~np.isin(table.column(col).to_numpy(), known))
+            known = np.concatenate([known, other.table.column(tower.join_key).to_numpy(zero_copy_only=False)])
+        unknown = np.flatnonzero(~np.isin(table.column(col).to_numpy(zero_copy_only=False), known))
         if len(unknown):
             source = f"{other.path}" if other is not None else f"the input (no {option} file given)"
             ev.issues.append(_id_issue(
@@ -158,7 +182,7 @@ def _check_events(ws: Workspace, ev: _Input, users: _Input | None, items: _Input
 
 def _check_keys(inp: _Input, key: str, limit: int) -> None:
     table = inp.table
-    dup = duplicate_rows(table.column(key).to_numpy())
+    dup = duplicate_rows(table.column(key).to_numpy(zero_copy_only=False))
     if len(dup):
         inp.issues.append(_id_issue(table, key, f"duplicate {key}", dup, limit))
 
@@ -174,17 +198,21 @@ def _exclusive(ws: Workspace) -> Iterator[None]:
         yield
 
 
-def ingest(settings: Settings, ws: Workspace, *, events: Path | None = None,
+def ingest(settings: Settings, ws: Workspace, spec: FeatureSpec, *, events: Path | None = None,
            users: Path | None = None, items: Path | None = None) -> IngestSummary:
     """Validate the given files and, only if all are valid, write them into the offline store.
 
-    Each of ``events``, ``users``, ``items`` is optional (at least one is needed): events may
-    refer to users/items already in the store. Raises ``DataError`` listing every problem
-    found (file, column, offending rows and values) with the store untouched.
+    ``spec``: the feature spec the files are read under (columns and types of the towers'
+    tables, ID types of the events). Each of ``events``, ``users``, ``items`` is optional (at
+    least one is needed): events may refer to users/items already in the store. Raises
+    ``DataError`` listing every problem found (file, column, offending rows and values) with the
+    store untouched.
     """
     started = time.perf_counter()
     if events is None and users is None and items is None:
         raise UserError("nothing to ingest: give at least one of --events, --users, --items")
+    paths = {"users": tower_path(ws, spec.user, "--users") if users is not None else None,
+             "items": tower_path(ws, spec.item, "--items") if items is not None else None}  # fmt: skip
     limit = settings.ingest.max_reported_rows
     with _exclusive(ws):
         if ws.offline.is_dir():
@@ -199,7 +227,7 @@ def ingest(settings: Settings, ws: Workspace, *, events: Path | None = None,
                 continue
             inp = inputs[kind] = _Input(Path(path), option)
             try:
-                inp.mapped = map_table(kind, read_input(inp.path, option), limit, history_start)
+                inp.mapped = map_table(kind, read_input(inp.path, option), spec, limit, history_start)
                 inp.issues = list(inp.mapped.issues)
             except DataError as exc:
                 errors.append(str(exc))
@@ -208,29 +236,30 @@ def ingest(settings: Settings, ws: Workspace, *, events: Path | None = None,
                 history_start = history_start_us(ws, table)
                 if table is None and history_start is None:
                     history_start = 0  # the events failed: their problems say it all
-        for kind, key in (("users", "user_id"), ("items", "item_id")):
+        for kind, key in (("users", spec.user.join_key), ("items", spec.item.join_key)):
             if kind in inputs and inputs[kind].ok:
                 _check_keys(inputs[kind], key, limit)
         if "events" in inputs and inputs["events"].ok:
-            _check_events(ws, inputs["events"], inputs.get("users"), inputs.get("items"), limit)
+            _check_events(ws, spec, inputs["events"], inputs.get("users"), inputs.get("items"), limit)
         errors += [_fmt_issue(i.path, issue, limit) for i in inputs.values() for issue in i.issues]
         if errors:
             raise DataError(
                 f"ingest rejected, nothing was written ({len(errors)} problem(s); {ROWS_NOTE}):\n  - "
                 + "\n  - ".join(errors)
             )
-        return _write(settings, ws, inputs, started)
+        return _write(settings, ws, spec, inputs, paths, started)
 
 
-def _write(settings: Settings, ws: Workspace, inputs: dict[str, _Input], started: float) -> IngestSummary:
+def _write(settings: Settings, ws: Workspace, spec: FeatureSpec, inputs: dict[str, _Input], paths: dict,
+           started: float) -> IngestSummary:
     counts: dict[str, int] = {}
     days: tuple[date, ...] = ()
     ws.offline.mkdir(parents=True, exist_ok=True)
     with OfflineCommit(ws.offline) as tx:
-        for kind, key, path, table_schema in (("users", "user_id", ws.users_path, schema.USERS),
-                                              ("items", "item_id", ws.items_path, schema.ITEMS)):
+        for kind, tower in (("users", spec.user), ("items", spec.item)):
             if kind not in inputs:
                 continue
+            key, path, table_schema = tower.join_key, paths[kind], schema.tower_table(tower)
             incoming = inputs[kind].table
             stored = read_store(path, table_schema).select(table_schema.names).cast(table_schema)
             merged, replaced = upsert(stored, incoming, key)

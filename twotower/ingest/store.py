@@ -20,9 +20,17 @@ from twotower.core.workspace import Workspace
 
 
 def read_store(path: Path, table_schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
+    """The stored table in ``table_schema``'s layout: a column the file lacks (a field declared
+    after it was written) is all null, a column the schema does not name is left out."""
+    names = columns or table_schema.names
     if not path.is_file():
-        return table_schema.empty_table().select(columns or table_schema.names)
-    return pq.read_table(path, columns=columns or table_schema.names)
+        return table_schema.empty_table().select(names)
+    have = set(pq.read_schema(path).names)
+    table = pq.read_table(path, columns=[n for n in names if n in have])
+    for name in names:
+        if name not in have:
+            table = table.append_column(table_schema.field(name), pa.nulls(table.num_rows, table_schema.field(name).type))
+    return table.select(names)
 
 
 def day_of(us: np.ndarray) -> np.ndarray:
@@ -67,9 +75,9 @@ def parquet_bytes(table: pa.Table) -> bytes:
 
 def upsert(stored: pa.Table, incoming: pa.Table, key: str) -> tuple[pa.Table, int]:
     """Stored rows whose key is not incoming, plus the incoming rows, sorted by key."""
-    keep = ~np.isin(stored.column(key).to_numpy(), incoming.column(key).to_numpy())
+    keep = ~np.isin(stored.column(key).to_numpy(zero_copy_only=False), incoming.column(key).to_numpy(zero_copy_only=False))
     merged = pa.concat_tables([stored.filter(pa.array(keep)), incoming])
-    order = np.argsort(merged.column(key).to_numpy(), kind="stable")
+    order = np.argsort(merged.column(key).to_numpy(zero_copy_only=False), kind="stable")
     return merged.take(pa.array(order)), int((~keep).sum())
 
 

@@ -1,11 +1,13 @@
 """Map one user table (users, items or events) onto the offline store schema.
 
 Pure: a raw ``pa.Table`` in, a table in the exact ``twotower.core.schema`` layout plus the list of
-problems out. The input contract (which columns, which types, which defaults) is declared once
-in ``INPUT`` below and documented in docs/data-schema.md.
+problems out. The input contract follows from the feature spec (``input_columns``): a users or
+items file has the tower's join key, its declared fields (parsed by their Feast dtype, within
+their declared min/max) and the view's timestamp; an events file has the documented columns
+with the IDs typed as the entities declare them (docs/data-schema.md).
 
 Defaults are chosen so that nothing needs guessing later:
-- profile/item features default to the "unknown" value 0 and empty tag lists;
+- a missing feature value stays null (the towers handle missing values explicitly);
 - a profile or item whose validity start is unknown is valid from the start of the event
   history (midnight UTC of the earliest event day, incoming or stored), so every event's
   point-in-time join finds it, while the timestamp stays recent enough for Feast's TTL-bounded
@@ -24,15 +26,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from twotower.core import schema
+from twotower.core.features import Feature, FeatureSpec, Tower, hash_strings
 from twotower.ingest.columns import (
     INT32_MAX,
     INT64_MAX,
-    US_PER_DAY,
     Parsed,
+    parse_bool,
     parse_choice,
-    parse_date,
+    parse_float,
     parse_int,
-    parse_tags,
+    parse_list,
+    parse_string,
     parse_timestamp,
 )
 
@@ -53,37 +57,66 @@ def _int(lo: int, hi: int) -> Callable[[pa.Array], Parsed]:
 
 _ID = _int(-INT64_MAX, INT64_MAX)
 _EVENT_TYPE = lambda arr: parse_choice(arr, schema.EVENT_TYPES)  # noqa: E731
+INT32_MIN = -INT32_MAX - 1
 
-INPUT: dict[str, tuple[Column, ...]] = {
-    "users": (
-        Column("user_id", _ID, required=True),
-        Column("age_bucket", _int(0, 6), default=0),
-        Column("gender", _int(0, 2), default=0),
-        Column("city_tier", _int(0, 4), default=0),
-        Column("interest_tags", parse_tags, default=()),
-        Column("signup_date", parse_date),
-        Column("event_timestamp", parse_timestamp),
-    ),
-    "items": (
-        Column("item_id", _ID, required=True),
-        Column("category", _int(0, INT32_MAX), default=0),
-        Column("tags", parse_tags, default=()),
-        Column("author_id", _int(0, INT64_MAX), default=0),
-        Column("created_at", parse_timestamp),
-        # Alias for created_at, used only when created_at is absent (the store's items
-        # event_timestamp always equals created_at).
-        Column("event_timestamp", parse_timestamp),
-    ),
-    "events": (
-        Column("event_id", _ID),
-        Column("request_id", _ID),
-        Column("user_id", _ID, required=True),
-        Column("item_id", _ID, required=True),
-        Column("event_type", _EVENT_TYPE, required=True),
-        Column("position", _int(-1, INT32_MAX), default=-1),
-        Column("event_timestamp", parse_timestamp, required=True),
-    ),
-}
+
+def _id_parser(id_type: str) -> Callable[[pa.Array], Parsed]:
+    return _ID if id_type == "int" else parse_string
+
+
+def _bounded_float(f: Feature) -> Callable[[pa.Array], Parsed]:
+    def parse(arr: pa.Array) -> Parsed:
+        p = parse_float(arr)
+        lo, hi = (-np.inf if f.min is None else f.min), (np.inf if f.max is None else f.max)
+        outside = ((p.values < lo) | (p.values > hi)) & ~p.null
+        for _, mask in p.bad:
+            outside &= ~mask
+        p.bad.append((f"out of the declared range {f.min}..{f.max}", outside))
+        return p
+
+    return parse
+
+
+def feature_parser(f: Feature) -> Callable[[pa.Array], Parsed]:
+    """The parser of a declared field, from its Feast dtype (and tags min / max)."""
+    element = f.dtype[6:-1] if f.dtype.startswith("Array(") else None
+    base = element or f.dtype
+    if base in ("Int32", "Int64"):
+        lo, hi = (INT32_MIN, INT32_MAX) if base == "Int32" else (-INT64_MAX, INT64_MAX)
+        lo = max(lo, int(f.min)) if f.min is not None else lo
+        hi = min(hi, int(f.max)) if f.max is not None else hi
+        scalar = _int(lo, hi)
+    elif base in ("Float32", "Float64"):
+        scalar = _bounded_float(f) if element is None else parse_float
+    elif base == "Bool":
+        scalar = parse_bool
+    else:
+        scalar = parse_string
+    if element is None:
+        return scalar
+    length = f.dim if f.kind == "vector" else None
+    return lambda arr: parse_list(arr, scalar, schema.feast_arrow_type(element), length)
+
+
+def input_columns(kind: str, spec: FeatureSpec) -> tuple[Column, ...]:
+    """The accepted columns of a users / items / events file under the feature spec."""
+    if kind == "events":
+        return (
+            Column("event_id", _ID),
+            Column("request_id", _ID),
+            Column("user_id", _id_parser(spec.user.id_type), required=True),
+            Column("item_id", _id_parser(spec.item.id_type), required=True),
+            Column("event_type", _EVENT_TYPE, required=True),
+            Column("position", _int(-1, INT32_MAX), default=-1),
+            Column("event_timestamp", parse_timestamp, required=True),
+        )
+    tower = spec.user if kind == "users" else spec.item
+    (view,) = tower.views()
+    return (
+        Column(tower.join_key, _id_parser(tower.id_type), required=True),
+        *(Column(f.name, feature_parser(f)) for f in tower.features),
+        Column(tower.source(view).timestamp_field, parse_timestamp),
+    )
 
 
 @dataclass
@@ -112,13 +145,15 @@ def _issue(raw: pa.Table, column: str, message: str, mask: np.ndarray, sample: i
     return Issue(column, message, rows, shown)
 
 
-def map_table(kind: str, raw: pa.Table, sample: int = 5, history_start_us: int | None = None) -> Mapped:
+def map_table(
+    kind: str, raw: pa.Table, features: FeatureSpec, sample: int = 5, history_start_us: int | None = None
+) -> Mapped:
     """Parse, check and default every accepted column of ``raw`` (a users/items/events file).
 
     ``history_start_us`` (midnight UTC of the earliest event day, incoming or stored; None if
     there are no events at all) is the validity start of users/items rows that carry none.
     """
-    spec = INPUT[kind]
+    spec = input_columns(kind, features)
     names = raw.column_names
     issues: list[Issue] = []
     for name in sorted({n for n in names if names.count(n) > 1}):
@@ -165,7 +200,9 @@ def map_table(kind: str, raw: pa.Table, sample: int = 5, history_start_us: int |
             else:
                 values[col.name] = np.full(n, col.default)
             nulls[col.name] = np.zeros(n, bool)
-    return _FINISH[kind](values, nulls, ignored, history_start_us)
+    if kind == "events":
+        return _finish_events(values, nulls, ignored, history_start_us, features)
+    return _finish_tower(features.user if kind == "users" else features.item, values, nulls, ignored, history_start_us)
 
 
 def _either(primary: np.ndarray | None, null: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -185,64 +222,45 @@ def _undatable(column: str, fix: str, rows: np.ndarray, ignored: list[str]) -> M
     )], ignored)
 
 
-def _finish_users(v: dict, nulls: dict, ignored: list[str], history_start_us: int | None) -> Mapped:
-    n = len(nulls["user_id"])
-    signup, ts = v["signup_date"], v["event_timestamp"]
-    undated = nulls["event_timestamp"] & nulls["signup_date"]
+def _column(values, null: np.ndarray, arrow_type: pa.DataType) -> pa.Array:
+    """Parsed values as a typed arrow column, null where the cell was missing."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        arr = values.cast(arrow_type) if values.type != arrow_type else values
+        return pc.if_else(pa.array(null), pa.scalar(None, arrow_type), arr) if null.any() else arr
+    return pa.array(np.asarray(values), mask=null).cast(arrow_type)
+
+
+def _finish_tower(tower: Tower, v: dict, nulls: dict, ignored: list[str], history_start_us: int | None) -> Mapped:
+    target = schema.tower_table(tower)
+    key, ts_field = tower.join_key, target.names[-1]
+    n = len(nulls[key])
+    undated = nulls[ts_field]
     if undated.any() and history_start_us is None:
-        return _undatable("event_timestamp", "event_timestamp or signup_date", np.flatnonzero(undated), ignored)
-    # event_timestamp: given > midnight UTC of signup_date > start of the event history.
-    fallback = np.full(n, history_start_us or 0, np.int64)
-    if signup is not None:
-        fallback = np.where(nulls["signup_date"], fallback, signup.astype(np.int64) * US_PER_DAY)
-    ts_us = _either(ts, nulls["event_timestamp"], fallback).astype(np.int64)
-    # signup_date: given > UTC date of event_timestamp.
-    days = _either(signup, nulls["signup_date"], (ts_us // US_PER_DAY).astype(np.int32))
-    table = pa.table(
-        {
-            "user_id": pa.array(v["user_id"], pa.int64()),
-            "age_bucket": pa.array(v["age_bucket"], pa.int32()),
-            "gender": pa.array(v["gender"], pa.int32()),
-            "city_tier": pa.array(v["city_tier"], pa.int32()),
-            "interest_tags": _tags(v["interest_tags"]),
-            "signup_date": pa.array(np.asarray(days, np.int32)).cast(pa.date32()),
-            "event_timestamp": _ts(ts_us),
-        },
-        schema=schema.USERS,
-    )
-    return Mapped(table, [], ignored)
+        return _undatable(ts_field, ts_field, np.flatnonzero(undated), ignored)
+    # The timestamp: given > the start of the event history (every event's join finds the row).
+    ts_us = _either(v[ts_field], nulls[ts_field], np.full(n, history_start_us or 0, np.int64)).astype(np.int64)
+    columns = {key: _column(v[key], nulls[key], target.field(key).type)}
+    for f in tower.features:
+        arrow_type = target.field(f.name).type
+        columns[f.name] = pa.nulls(n, arrow_type) if v[f.name] is None else _column(v[f.name], nulls[f.name], arrow_type)
+    columns[ts_field] = _ts(ts_us)
+    return Mapped(pa.table(columns, schema=target), [], ignored)
 
 
-def _finish_items(v: dict, nulls: dict, ignored: list[str], history_start_us: int | None) -> Mapped:
-    n = len(nulls["item_id"])
-    undated = nulls["created_at"] & nulls["event_timestamp"]
-    if undated.any() and history_start_us is None:
-        return _undatable("created_at", "created_at", np.flatnonzero(undated), ignored)
-    # created_at: given > event_timestamp column > start of the event history.
-    fallback = np.full(n, history_start_us or 0, np.int64)
-    alias = _either(v["event_timestamp"], nulls["event_timestamp"], fallback)
-    created = _either(v["created_at"], nulls["created_at"], alias).astype(np.int64)
-    table = pa.table(
-        {
-            "item_id": pa.array(v["item_id"], pa.int64()),
-            "category": pa.array(v["category"], pa.int32()),
-            "tags": _tags(v["tags"]),
-            "author_id": pa.array(v["author_id"], pa.int64()),
-            "created_at": _ts(created),
-            "event_timestamp": _ts(created),
-        },
-        schema=schema.ITEMS,
-    )
-    return Mapped(table, [], ignored)
+def _keys(values) -> np.ndarray:
+    """An ID column as int64 for hashing: integers as they are, strings by their key."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return hash_strings(values.to_pylist())
+    return np.asarray(values, np.int64)
 
 
-def _finish_events(v: dict, nulls: dict, ignored: list[str], history_start_us: int | None) -> Mapped:
+def _finish_events(v: dict, nulls: dict, ignored: list[str], history_start_us: int | None, spec: FeatureSpec) -> Mapped:
     n = len(nulls["user_id"])
     missing = nulls["event_id"]
     type_code = pc.index_in(v["event_type"], value_set=pa.array(schema.EVENT_TYPES)).to_numpy()
     given_request = _either(v["request_id"], nulls["request_id"], np.full(n, -1, np.int64))
     generated = content_event_ids(
-        [v["user_id"], v["item_id"], type_code, v["event_timestamp"], v["position"], given_request]
+        [_keys(v["user_id"]), _keys(v["item_id"]), type_code, v["event_timestamp"], v["position"], given_request]
     )
     event_id = _either(v["event_id"], missing, generated).astype(np.int64)
     request_id = _either(v["request_id"], nulls["request_id"], event_id)
@@ -250,22 +268,15 @@ def _finish_events(v: dict, nulls: dict, ignored: list[str], history_start_us: i
         {
             "event_id": pa.array(event_id, pa.int64()),
             "request_id": pa.array(np.asarray(request_id, np.int64)),
-            "user_id": pa.array(v["user_id"], pa.int64()),
-            "item_id": pa.array(v["item_id"], pa.int64()),
+            "user_id": _column(v["user_id"], np.zeros(n, bool), schema.id_arrow_type(spec.user.id_type)),
+            "item_id": _column(v["item_id"], np.zeros(n, bool), schema.id_arrow_type(spec.item.id_type)),
             "event_type": v["event_type"],
             "position": pa.array(np.asarray(v["position"], np.int32)),
             "event_timestamp": _ts(v["event_timestamp"]),
         },
-        schema=schema.EVENTS,
+        schema=schema.events(spec.user.id_type, spec.item.id_type),
     )
     return Mapped(table, [], ignored, int(missing.sum()))
-
-
-_FINISH = {"users": _finish_users, "items": _finish_items, "events": _finish_events}
-
-
-def _tags(values: pa.Array) -> pa.Array:
-    return values.cast(pa.list_(pa.int32()))
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

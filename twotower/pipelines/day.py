@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from materialize.sources import tower_frame
 from twotower.core.errors import UserError
+from twotower.core.features import FeatureSpec, id_array, id_keys
 from twotower.core.files import atomic_write_bytes
 from twotower.core.workspace import Workspace
 
@@ -68,10 +70,27 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def known_users_and_items(ws: Workspace, day: date) -> tuple[np.ndarray, pd.DataFrame]:
-    """Users signed up and items created by the end of ``day`` (what the model may know)."""
+@dataclass
+class Known:
+    """What the model may know by the end of a day: users with a profile row, items with features."""
+
+    user_keys: np.ndarray  # int64 ID keys, sorted
+    user_labels: np.ndarray  # the same users' IDs as given
+    users: pd.DataFrame  # newest row of each user (join key + user features)
+    items: pd.DataFrame  # newest row of each item (join key + item features + event_timestamp)
+
+
+def known(spec: FeatureSpec, ws: Workspace, day: date) -> Known:
+    """Users and items whose feature rows exist by the end of ``day`` (``materialize.sources``);
+    for an ID-only user tower (no profile view), the users of the events up to that day."""
     _, end = day_bounds(day)
-    users = pd.read_parquet(ws.users_path, columns=["user_id", "event_timestamp"])
-    items = pd.read_parquet(ws.items_path)
-    user_ids = np.unique(users.loc[users["event_timestamp"] < end, "user_id"].to_numpy(np.int64))
-    return user_ids, items.loc[items["event_timestamp"] < end].reset_index(drop=True)
+    users = tower_frame(spec.user, pd.Timestamp(end))
+    items = tower_frame(spec.item, pd.Timestamp(end))
+    if not spec.user.views():
+        seen = [pd.read_parquet(ws.events_day_dir(d), columns=["user_id"])["user_id"] for d in ws.days() if d <= day]
+        ids = pd.unique(pd.concat(seen, ignore_index=True)) if seen else np.zeros(0, np.int64)
+        users = pd.DataFrame({spec.user.join_key: ids})
+    labels = users[spec.user.join_key].to_numpy()
+    keys = id_keys(labels, spec.user.id_type, f"users column {spec.user.join_key!r}")
+    order = np.argsort(keys, kind="stable")
+    return Known(keys[order], id_array(labels)[order], users, items)

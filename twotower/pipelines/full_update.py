@@ -1,4 +1,4 @@
-"""``twotower full-update DAY``: validate -> prepare -> train -> export -> evaluate -> publish.
+"""``twotower full-update DAY``: features -> validate -> prepare -> train -> export -> evaluate -> publish.
 
 The nightly half of the seed. Every step writes into a work directory for the day
 (``<workspace>/work/DAY``) atomically and is skipped when its output is already there, so a
@@ -27,7 +27,9 @@ logger = logging.getLogger(__name__)
 __all__ = ["FullUpdateResult", "PromotionRefused", "run"]
 
 
-def run(settings: Settings, ws: Workspace, day: date) -> FullUpdateResult:
+def run(settings: Settings, ws: Workspace, day: date, fresh: bool = False) -> FullUpdateResult:
+    """The day's full update. ``fresh``: train from scratch instead of warm-starting from the
+    served generation (its tower inputs no longer match the repo); it stays the new one's parent."""
     served = gens.current(ws)
     if served is not None and served.day >= day:
         if served.day == day:
@@ -47,10 +49,11 @@ def run(settings: Settings, ws: Workspace, day: date) -> FullUpdateResult:
     step = steps.Steps(result.steps)
     dask = LazyClient(settings.dask)
     try:
-        step("validate", steps.validate, settings, ws, day)
+        spec = step("features", steps.features, settings, ws, served, fresh)
+        step("validate", steps.validate, settings, ws, day, spec)
         work.root.mkdir(parents=True, exist_ok=True)
-        prepared = step("prepare", steps.prepare, settings, ws, day, dask)
-        step("train", steps.train, settings, ws, work, prepared, served,
+        prepared = step("prepare", steps.prepare, settings, ws, day, dask, spec)
+        step("train", steps.train, settings, ws, work, prepared, None if fresh else served, spec,
              done=work.checkpoint.exists() and work.training.exists())  # fmt: skip
         step("export", steps.export, settings, ws, work, prepared, dask,
              done=all(p.exists() for p in (work.index, work.user_tower, work.embeddings, work.popular)))  # fmt: skip

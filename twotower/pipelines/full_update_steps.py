@@ -19,20 +19,21 @@ from materialize.item_vectors import export_item_vectors
 from materialize.prepare import PreparedDay, SUCCESS, prepare_day
 from materialize.user_embeddings import materialize_generation, write_offline
 from tfrs_models.catalog import ItemCatalog
-from tfrs_models.checkpoint import load_model, save_model
+from tfrs_models.checkpoint import check_spec, load_model, save_model, saved_spec
 from tfrs_models.evaluate import id_diagnostics, popularity_recall_at_k, recall_at_k
 from tfrs_models.export import export_user_tower, item_vectors, user_id_embedding_table, user_vectors
-from tfrs_models.training import train_full
+from tfrs_models.training import numeric_stats, train_full
 from twotower import feature_store
 from twotower.core import generations as gens
 from twotower.core.config import Settings
+from twotower.core.features import FeatureSpec, architecture_changes, id_keys
 from twotower.core.files import atomic_path, staged_dir
 from twotower.core.workspace import Workspace
 from twotower.index import item_index
 from twotower.index.item_index import load_meta
 from twotower.index.shard_build import build_index
 from twotower.index.sharded_index import load_vectors, manifest_summary, open_index
-from twotower.pipelines.day import DayWork, PromotionRefused, day_bounds, known_users_and_items
+from twotower.pipelines.day import DayWork, PromotionRefused, day_bounds, known
 from validation import raise_if_failed, validate_day
 
 logger = logging.getLogger(__name__)
@@ -59,18 +60,34 @@ class Steps:
         return out
 
 
-def validate(settings: Settings, ws: Workspace, day: date) -> None:
-    report = validate_day(settings, ws, day)
+def validate(settings: Settings, ws: Workspace, day: date, spec: FeatureSpec) -> None:
+    report = validate_day(settings, ws, day, spec)
     logger.info(report.format())
     raise_if_failed(report)
 
 
-def prepare(settings: Settings, ws: Workspace, day: date, dask):
+def features(settings: Settings, ws: Workspace, served: gens.Manifest | None, fresh: bool) -> FeatureSpec:
+    """``feast apply`` of the feature repo (skipped while unchanged) and the towers' spec from it;
+    refused (``FeatureSetChanged``, before any data is read) when the served model takes other
+    inputs and ``fresh`` was not asked for."""
+    if served is not None and not fresh:  # checked before the registry changes: serving goes on
+        feature_store.prepare(settings, ws)
+        now = feature_store.applied_spec(ws) if feature_store.is_applied(settings, ws) else feature_store.read_spec(settings, ws)
+        checkpoint = gens.directory(ws, served.id) / served.paths["checkpoint"]
+        check_spec(saved_spec(checkpoint), now, f"the served generation {served.id}")
+    feature_store.apply(settings, ws)
+    spec = feature_store.applied_spec(ws)
+    logger.info(f"features: user tower {', '.join(f.name for f in spec.user.features)} + {', '.join(spec.context)}; "
+                f"item tower {', '.join(f.name for f in spec.item.features)}")  # fmt: skip
+    return spec
+
+
+def prepare(settings: Settings, ws: Workspace, day: date, dask, spec: FeatureSpec):
     target = ws.tfrecords_dir(day)
     if (target / SUCCESS).exists():
         logger.info(f"prepare: {day} already prepared")
         return PreparedDay.load(target)
-    return prepare_day(settings, ws, day, dask.get(), seed=settings.full_update.seed)
+    return prepare_day(settings, ws, day, dask.get(), spec=spec, seed=settings.full_update.seed)
 
 
 def _load_served_model(settings: Settings, ws: Workspace, served: gens.Manifest | None):
@@ -79,19 +96,21 @@ def _load_served_model(settings: Settings, ws: Workspace, served: gens.Manifest 
     return load_model(gens.directory(ws, served.id) / served.paths["checkpoint"], settings.model)
 
 
-def train(settings: Settings, ws: Workspace, work: DayWork, prepared, served) -> None:
-    user_ids, items = known_users_and_items(ws, work.day)
+def train(settings: Settings, ws: Workspace, work: DayWork, prepared, served, spec: FeatureSpec) -> None:
+    now = known(spec, ws, work.day)
     directory = ws.tfrecords_dir(work.day)
     frequencies = pd.read_parquet(directory / prepared.frequencies)
-    catalog = ItemCatalog.from_frames(items, settings.model.max_tags, frequencies)
+    catalog = ItemCatalog.from_frames(now.items, spec.item, frequencies)
     previous = _load_served_model(settings, ws, served)
     logger.info(
         f"train: {prepared.examples:,} examples, 1 epoch, warm start from "
-        f"{served.id if served else 'scratch (first generation)'}; {len(user_ids):,} users, {len(catalog):,} items"
+        f"{served.id if served else 'scratch (first generation)'}; {len(now.user_keys):,} users, {len(catalog):,} items"
     )
+    stats = {"user": numeric_stats(spec.user, now.users), "item": numeric_stats(spec.item, now.items)}
     run = train_full(
-        settings.model, prepared.shard_paths(directory), user_ids=user_ids, catalog=catalog,
-        previous=previous, seed=settings.full_update.seed, total_examples=prepared.examples,
+        settings.model, prepared.shard_paths(directory), spec=spec, user_ids=now.user_keys, user_labels=now.user_labels,
+        catalog=catalog, numeric_stats=stats, previous=previous, seed=settings.full_update.seed,
+        total_examples=prepared.examples,
     )  # fmt: skip
     save_model(run.model, work.checkpoint)
     stats = {
@@ -105,6 +124,7 @@ def train(settings: Settings, ws: Workspace, work: DayWork, prepared, served) ->
 
 def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask) -> None:
     model = load_model(work.checkpoint, settings.model)
+    spec = model.spec.bind(ws.root)
     export_user_tower(model, work.user_tower)
     table = user_id_embedding_table(model)
     with atomic_path(work.embeddings) as tmp:
@@ -114,11 +134,13 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask) -> 
     # clicked items (the frequency table prepare computed for logQ).
     frequencies = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.frequencies)
     popular = frequencies.sort_values(["clicks", "item_id"], ascending=[False, True]).head(POPULAR_ITEMS)
+    labels, found = model.catalog.labels_of(popular["item_id"])  # the IDs as given: they leave the platform
+    popular = pd.DataFrame({"item_id": labels, "clicks": popular["clicks"].to_numpy()[found]})
     with atomic_path(work.popular) as tmp:
-        popular[["item_id", "clicks"]].to_parquet(tmp, index=False)
+        popular.to_parquet(tmp, index=False)
 
-    _, items = known_users_and_items(ws, work.day)
-    ids, vectors = export_item_vectors(dask.get(), work.checkpoint, items, settings.model, settings.dask.partitions)
+    items = known(spec, ws, work.day).items
+    ids, vectors = export_item_vectors(dask.get(), work.checkpoint, items, settings.model, spec, settings.dask.partitions)
     logger.info(f"export: {len(ids):,} item vectors")
     holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
     queries = user_vectors(model, holdout.head(settings.index.tuning_queries))
@@ -141,7 +163,8 @@ def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served)
     holdout = every_held_out.sample(min(len(every_held_out), settings.full_update.eval_queries), random_state=0)
     positives = holdout["item_id"].to_numpy(np.int64)
     model = load_model(work.checkpoint, settings.model)
-    ids, vectors = load_vectors(work.index)  # either layout, sorted by item ID
+    labels, vectors = load_vectors(work.index)  # either layout, sorted by item ID
+    ids = id_keys(labels, model.spec.item.id_type, "index")  # the held-out clicks name items by key
     metrics = {f"recall@{k}": v for k, v in recall_at_k(user_vectors(model, holdout), positives, ids, vectors).items()}
     # The popularity baseline on the same held-out clicks: the day's clicks minus the held-out ones.
     frequencies = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.frequencies)
@@ -154,10 +177,14 @@ def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served)
     metrics["heldout_clicks"] = float(len(holdout))
     metrics.update(id_diagnostics(model, holdout, seed=settings.full_update.seed))
     parent = None
-    if served is not None:
-        _, items = known_users_and_items(ws, work.day)
-        old = _load_served_model(settings, ws, served)
-        old_ids, old_vectors = item_vectors(old, items)
+    old = _load_served_model(settings, ws, served)
+    if old is not None and architecture_changes(old.spec.architecture(), model.spec.architecture()):
+        logger.info(f"evaluate: {served.id} takes other tower inputs; no parent comparison (a fresh model)")
+        old = None
+    if old is not None:
+        items = known(model.spec.bind(ws.root), ws, work.day).items
+        old_labels, old_vectors = item_vectors(old, items)
+        old_ids = id_keys(old_labels, old.spec.item.id_type, "items")
         parent = recall_at_k(user_vectors(old, holdout), positives, old_ids, old_vectors)
         for k, v in parent.items():
             metrics[f"parent_recall@{k}"] = v
@@ -187,14 +214,15 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served) -> str:
     as_of = end - timedelta(microseconds=1)  # the newest event the generation includes
 
     table = pd.read_parquet(work.embeddings)
-    write_offline(ws, table, gid, slot, as_of)
+    model = load_model(work.checkpoint, settings.model)
+    spec = model.spec
+    write_offline(ws, table, gid, slot, as_of, spec)
     feature_store.apply(settings, ws)
-    materialize_generation(settings, ws, as_of)
-    online.materialize(settings, ws, end, ["user_profile", "item_profile"])
+    materialize_generation(settings, ws, as_of, spec)
+    online.materialize(settings, ws, end, [*spec.user.views(), *spec.item.views()])
     feature_store.record_applied(settings, ws)  # materialize wrote the registry; the declarations did not move
     logger.info(f"publish: {len(table):,} user ID embeddings of {gid} in online slot {slot}")
 
-    model = load_model(work.checkpoint, settings.model)
     training = work.read_json(work.training)
     metrics = work.read_json(work.metrics)["metrics"]
     index_meta = load_meta(work.index)

@@ -51,8 +51,14 @@ def empty_events() -> pd.DataFrame:
     return SCHEMA.empty_table().to_pandas()
 
 
+def id_type_of(values: pd.Series) -> str:
+    """"string" for a column of string IDs, else "int" (the entity types the IDs; the stream keeps them)."""
+    return "string" if values.dtype == object or pd.api.types.is_string_dtype(values.dtype) else "int"
+
+
 def to_events_table(events: pd.DataFrame, where: str = "events") -> pa.Table:
-    """Check an events frame against ``schema.EVENTS``; the error names the column at fault."""
+    """Check an events frame against ``schema.EVENTS`` (user and item IDs int64 or strings, as
+    given); the error names the column at fault."""
     missing = [c for c in schema.EVENTS.names if c not in events.columns]
     if missing:
         raise DataError(f"{where}: missing column(s) {', '.join(missing)}")
@@ -63,7 +69,8 @@ def to_events_table(events: pd.DataFrame, where: str = "events") -> pa.Table:
             f"expected one of {list(schema.EVENT_TYPES)}"
         )
     columns = {}
-    for field in schema.EVENTS:
+    target = schema.events(id_type_of(events["user_id"]), id_type_of(events["item_id"]))
+    for field in target:
         try:
             if field.name == "event_timestamp":
                 ts = pd.to_datetime(events[field.name], utc=True).dt.as_unit("us")
@@ -74,7 +81,7 @@ def to_events_table(events: pd.DataFrame, where: str = "events") -> pa.Table:
             raise DataError(f"{where}: column {field.name!r} is not {field.type} ({exc})") from None
         if columns[field.name].null_count:
             raise DataError(f"{where}: column {field.name!r} has missing values")
-    return pa.table(columns, schema=schema.EVENTS)
+    return pa.table(columns, schema=target)
 
 
 def now_utc() -> datetime:

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from twotower.core.errors import UserError
+from twotower.core.errors import DataError, UserError
 from twotower.stream.base import APPENDED_AT, SCHEMA, EventStream, StreamBatch, empty_events, now_utc, to_events_table
 from twotower.core.files import atomic_file, atomic_write_bytes, file_lock
 
@@ -78,14 +78,21 @@ class FileEventLog(EventStream):
         if table.num_rows == 0:
             return self.end()
         stamp = pa.array(np.full(table.num_rows, pd.Timestamp(now_utc()).as_unit("us")), SCHEMA.field(APPENDED_AT).type)
-        table = table.append_column(SCHEMA.field(APPENDED_AT), stamp)
+        table = table.append_column(SCHEMA.field(APPENDED_AT), stamp)  # IDs keep their type (int64 or string)
         with self._append_lock():
             self.chunks_dir.mkdir(parents=True, exist_ok=True)
             for stale in self.chunks_dir.glob(".tmp-*"):
                 stale.unlink(missing_ok=True)
-            first = self._end()
+            chunks = self._chunks()
+            if chunks:  # one log, one ID type per column (int64 or string, as the first append had)
+                have = self._table(chunks[-1][2]).schema
+                for name in ("user_id", "item_id"):
+                    if have.field(name).type != table.schema.field(name).type:
+                        raise DataError(f"events: column {name!r} holds {table.schema.field(name).type} IDs but the "
+                                        f"stream {self.root} holds {have.field(name).type} ones")  # fmt: skip
+            first = self._end(chunks)
             with atomic_file(self.chunks_dir / f"{first:020d}-{table.num_rows:010d}.arrow") as fh:
-                with pa.ipc.new_file(fh, SCHEMA) as writer:
+                with pa.ipc.new_file(fh, table.schema) as writer:
                     writer.write_table(table)
             return str(first + table.num_rows)
 

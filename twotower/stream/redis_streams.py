@@ -16,13 +16,13 @@ redo, and a rewind (a new generation's chain starting earlier) is one ``SETID``.
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pandas as pd
 
 from twotower.core.config import StreamSettings
 from twotower.core.errors import UserError
 from twotower.stream.base import APPENDED_AT, SCHEMA, EventStream, StreamBatch, empty_events, to_events_table
 
-_FIELDS = (b"e", b"r", b"u", b"i", b"t", b"p", b"ts")
 
 
 class RedisEventStream(EventStream):
@@ -50,12 +50,16 @@ class RedisEventStream(EventStream):
             return self.end()
         cols = {name: table.column(name).to_numpy(zero_copy_only=False) for name in table.column_names}
         ts = cols["event_timestamp"].astype("datetime64[us]").astype(np.int64)
+        # String IDs go in fields "U" / "I", integer ones in "u" / "i": read back with their type.
+        user_field = "U" if pa.types.is_string(table.schema.field("user_id").type) else "u"
+        item_field = "I" if pa.types.is_string(table.schema.field("item_id").type) else "i"
+        as_id = lambda v, field: v if field.isupper() else int(v)  # noqa: E731
         with self.client.pipeline(transaction=True) as pipe:
             for i in range(table.num_rows):
                 pipe.xadd(self.key, {
-                    "e": int(cols["event_id"][i]), "r": int(cols["request_id"][i]), "u": int(cols["user_id"][i]),
-                    "i": int(cols["item_id"][i]), "t": cols["event_type"][i], "p": int(cols["position"][i]),
-                    "ts": int(ts[i]),
+                    "e": int(cols["event_id"][i]), "r": int(cols["request_id"][i]),
+                    user_field: as_id(cols["user_id"][i], user_field), item_field: as_id(cols["item_id"][i], item_field),
+                    "t": cols["event_type"][i], "p": int(cols["position"][i]), "ts": int(ts[i]),
                 })  # fmt: skip
             ids = pipe.execute()
         return ids[-1].decode()
@@ -65,12 +69,19 @@ class RedisEventStream(EventStream):
         if not entries:
             return empty_events()
         ids = [e[0].decode() for e in entries]
-        values = [[fields[k] for k in _FIELDS] for _, fields in entries]
+        first = entries[0][1]
+        user_field, item_field = (b"U" if b"U" in first else b"u"), (b"I" if b"I" in first else b"i")
+        fields_ = (b"e", b"r", user_field, item_field, b"t", b"p", b"ts")
+        values = [[fields[k] for k in fields_] for _, fields in entries]
         e, r, u, i, t, p, ts = zip(*values)
         appended_ms = np.array([int(x.split("-", 1)[0]) for x in ids], dtype=np.int64)
+
+        def id_column(raw, field: bytes) -> np.ndarray:
+            return np.array([x.decode() for x in raw], dtype=object) if field.isupper() else np.array(raw, dtype=np.int64)
+
         frame = pd.DataFrame({
             "event_id": np.array(e, dtype=np.int64), "request_id": np.array(r, dtype=np.int64),
-            "user_id": np.array(u, dtype=np.int64), "item_id": np.array(i, dtype=np.int64),
+            "user_id": id_column(u, user_field), "item_id": id_column(i, item_field),
             "event_type": [x.decode() for x in t], "position": np.array(p, dtype=np.int32),
             "event_timestamp": pd.to_datetime(np.array(ts, dtype=np.int64), unit="us", utc=True),
             APPENDED_AT: pd.to_datetime(appended_ms * 1000, unit="us", utc=True),

@@ -33,13 +33,15 @@ import pandas as pd
 
 import tensorflow as tf
 
+from materialize.sources import tower_frame
 from tfrs_models.checkpoint import grown_from_oov, load_model
 from tfrs_models.model import build_model
-from tfrs_models.records import frame_to_features
+from tfrs_models.records import example_columns, frame_to_features
 from tfrs_models.training import IncrementalTrainer
 from tfrs_models.vocab import IdVocab
 from twotower.core import generations as gens
 from twotower.core.config import Settings
+from twotower.core.features import id_array, id_keys
 from twotower.core.timeutil import datetime_us, to_us
 from twotower.core.workspace import Workspace
 from twotower.pipelines.day import day_bounds
@@ -49,7 +51,7 @@ from twotower.stream import APPENDED_AT, EventStream
 
 logger = logging.getLogger(__name__)
 
-USER_VOCAB, USER_TABLE, ITEM_TABLE, STAMPS = "user_vocab", "user_table", "item_table", "stamp_us"
+USER_VOCAB, USER_LABELS, USER_TABLE, ITEM_TABLE, STAMPS = "user_vocab", "user_labels", "user_table", "item_table", "stamp_us"
 
 
 def find_start(stream: EventStream, cut_us: int) -> str:
@@ -122,8 +124,9 @@ class Chain:
             logger.info(f"incremental: resuming the chain of {manifest.id} at stream position {state.position} "
                 f"(delta {state.seq})")  # fmt: skip
             return cls(settings, manifest, full, model, store, state)
-        users = pd.read_parquet(ws.users_path, columns=["user_id"])["user_id"].to_numpy(np.int64)
-        model = grown_model(full, settings, users)
+        user = full.spec.bind(ws.root).user
+        labels = tower_frame(user)[user.join_key].to_numpy()
+        model = grown_model(full, settings, id_keys(labels, user.id_type, "users"), id_array(labels))
         cut = day_bounds(manifest.day)[1]
         start = find_start(stream, datetime_us(cut))
         arrays = {USER_VOCAB: model.user_vocab.ids.copy(), STAMPS: np.zeros(len(model.user_vocab), np.int64)}
@@ -141,6 +144,7 @@ class Chain:
     def arrays(self) -> dict[str, np.ndarray]:
         out = {
             USER_VOCAB: self.vocab.ids,
+            USER_LABELS: self.vocab.labels,
             USER_TABLE: self.model.user_ids.embeddings.numpy(),
             ITEM_TABLE: self.model.item_ids.embeddings.numpy(),
             STAMPS: self.stamps,
@@ -159,23 +163,24 @@ class Chain:
         if examples.empty:
             return 0.0
         m = self.settings.model
-        features = frame_to_features(examples, max_tags=m.max_tags, hard_negatives=m.hard_negatives_per_example)
+        features = frame_to_features(examples, example_columns(self.model.spec, m.hard_negatives_per_example))
         losses = self.trainer.train_micro_batch(features, self.settings.incremental.batch_size, self.seed(start))
         newest = clicks.assign(_t=to_us(clicks["event_timestamp"]), _a=to_us(clicks[APPENDED_AT]))
         newest = newest.sort_values("_t", kind="stable").groupby("user_id").tail(1)
-        users = newest["user_id"].to_numpy(np.int64)
+        users = id_keys(newest["user_id"].to_numpy(), self.model.spec.user.id_type, "events column 'user_id'")
         own = self.vocab.contains(users)
         rows = self.vocab.rows(users[own])
         self.stamps[rows] = next_stamps(self.stamps[rows], newest["_t"].to_numpy(np.int64)[own])
         self.pending.add(users[own], newest["_t"].to_numpy(np.int64)[own], newest["_a"].to_numpy(np.int64)[own])
         return float(np.mean(losses))
 
-    def publishable(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(user IDs, their ID embeddings, their stamps) of the users trained since the last publish."""
-        users = np.fromiter(self.pending.event_us.keys(), dtype=np.int64, count=len(self.pending))
-        rows = self.vocab.rows(users)
+    def publishable(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(user IDs as given, their ID embeddings, their stamps, their ID keys) of the users
+        trained since the last publish (``pending`` is keyed by ID key)."""
+        keys = np.fromiter(self.pending.event_us.keys(), dtype=np.int64, count=len(self.pending))
+        rows = self.vocab.rows(keys)
         table = tf.gather(self.model.user_ids.embeddings, rows).numpy()
-        return users, table, self.stamps[rows]
+        return self.vocab.labels[rows], table, self.stamps[rows], keys
 
     def persist(self, position: str, totals: dict) -> None:
         """Make the training up to ``position`` durable (state and position in one rename)."""
@@ -207,15 +212,15 @@ def discard_other_chains(ws: Workspace, keep: str) -> None:
             logger.info(f"incremental: discarded the chain of {d.name} (generation {keep} is served)")
 
 
-def grown_model(full, settings: Settings, user_ids: np.ndarray):
-    """G's model plus own rows for ``user_ids`` G does not know, each a copy of its OOV row."""
-    return grown_from_oov(full, settings.model, user_ids, full.catalog)
+def grown_model(full, settings: Settings, user_keys: np.ndarray, user_labels: np.ndarray | None = None):
+    """G's model plus own rows for the users G does not know, each a copy of its OOV row."""
+    return grown_from_oov(full, settings.model, user_keys, full.catalog, user_labels)
 
 
 def model_from_state(full, settings: Settings, state: ChainState):
     """G's dense weights (from its checkpoint) + the chain's ID tables (from its state)."""
-    vocab = IdVocab(state.arrays[USER_VOCAB], settings.model.oov_buckets)
-    model = build_model(settings.model, vocab, full.item_vocab, full.catalog)
+    vocab = IdVocab(state.arrays[USER_VOCAB], settings.model.oov_buckets, state.arrays.get(USER_LABELS))
+    model = build_model(settings.model, full.spec, vocab, full.item_vocab, full.catalog)
     for tower in ("user_tower", "item_tower"):
         getattr(model, tower).set_weights(getattr(full, tower).get_weights())
     model.user_ids.embeddings.assign(state.arrays[USER_TABLE])

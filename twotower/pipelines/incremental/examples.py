@@ -17,14 +17,13 @@ the request's ranked-out items as hard negatives. Three stream-specific rules:
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from materialize.examples import build_examples
-from tfrs_models.records import empty_examples
+from materialize.sources import view_tables
+from tfrs_models.records import empty_examples, example_columns
+from twotower.core.features import FeatureSpec, Tower
 from twotower.core.timeutil import to_us
 from twotower.stream.base import empty_events
 
@@ -57,24 +56,15 @@ class RecentRankedOut:
 
 
 class OfflineTables:
-    """Users and items of the offline store, re-read when their files change (new signups)."""
+    """The towers' feature views from their offline sources (re-read when their files change:
+    new signups), cut to the entities a micro-batch needs."""
 
-    def __init__(self, users_path: Path, items_path: Path):
-        self.paths = {"users": Path(users_path), "items": Path(items_path)}
-        self._frames: dict[str, pd.DataFrame] = {}
-        self._stamps: dict[str, tuple] = {}
+    def __init__(self, spec: FeatureSpec):
+        self.spec = spec
 
-    def get(self, name: str) -> pd.DataFrame:
-        st = os.stat(self.paths[name])
-        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-        if self._stamps.get(name) != stamp:
-            self._frames[name] = pd.read_parquet(self.paths[name])
-            self._stamps[name] = stamp
-        return self._frames[name]
-
-    def rows(self, name: str, key: str, ids: np.ndarray) -> pd.DataFrame:
-        frame = self.get(name)
-        return frame.loc[frame[key].isin(ids)]
+    def rows(self, tower: Tower, ids) -> dict[str, pd.DataFrame]:
+        keep = pd.Index(pd.unique(np.asarray(ids)))
+        return {view: frame.loc[frame[tower.join_key].isin(keep)] for view, frame in view_tables(tower).items()}
 
 
 def micro_batch_examples(
@@ -84,29 +74,27 @@ def micro_batch_examples(
     frequencies: pd.DataFrame,
     not_before_us: int,
     *,
-    max_tags: int,
     hard_negatives: int,
 ) -> pd.DataFrame:
     """Examples of the batch's clicks after ``not_before_us``, in time order."""
+    spec = tables.spec
     ts = to_us(events["event_timestamp"]) if len(events) else np.zeros(0, np.int64)
     fresh = events.loc[ts >= not_before_us]
     clicks = fresh.loc[fresh["event_type"] == "click"]
     if clicks.empty:
-        return empty_examples()
+        return empty_examples(example_columns(spec, hard_negatives))
     # Ranked-out events of a request count even if logged before the cut (request served at
     # 23:59:59, clicked after midnight): they describe the click being trained.
     ranked = events.loc[events["event_type"] == "ranked_out"]
     requests = clicks["request_id"].unique()
     earlier = context.loc[context["request_id"].isin(requests)] if len(context) else context
     used = pd.concat([clicks, ranked.loc[ranked["request_id"].isin(requests)], earlier], ignore_index=True)
-    used = used[list(CONTEXT_COLUMNS)].astype({"event_id": np.int64, "request_id": np.int64, "user_id": np.int64,
-                                               "item_id": np.int64})  # fmt: skip
-    item_ids = used["item_id"].unique()
+    used = used[list(CONTEXT_COLUMNS)].astype({"event_id": np.int64})
     return build_examples(
         used,
-        tables.rows("users", "user_id", clicks["user_id"].unique()),
-        tables.rows("items", "item_id", item_ids),
-        max_tags=max_tags,
+        tables.rows(spec.user, clicks["user_id"].unique()),
+        tables.rows(spec.item, used["item_id"].unique()),
+        spec=spec,
         hard_negatives=hard_negatives,
         frequencies=frequencies,
     )

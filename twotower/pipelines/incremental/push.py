@@ -38,10 +38,10 @@ from twotower import feature_store
 from twotower.adapters.feast_store import online_store_of
 from twotower.core.timeutil import US_PER_SECOND, datetime_us
 from twotower.core.config import Settings
+from twotower.core.errors import UserError
+from twotower.core.features import FeatureSpec
 from twotower.core.workspace import Workspace
 
-VIEW = "user_id_embedding"
-PUSH_SOURCE = "user_id_embedding_push"
 NONE = np.iinfo(np.int64).min  # "no stored row" as an event time
 SECOND = US_PER_SECOND
 
@@ -73,32 +73,46 @@ class PushOutcome:
 
 
 class OnlineEmbeddings:
-    """The ``user_id_embedding`` view of one workspace's online store (SQLite or Redis)."""
+    """The user ID embedding view (``features.embedding_view``) of one workspace's online store
+    (SQLite or Redis), written through its PushSource; users are keyed as the spec declares."""
 
-    def __init__(self, settings: Settings, ws: Workspace, store=None):
+    def __init__(self, settings: Settings, ws: Workspace, store=None, spec: FeatureSpec | None = None):
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.protos.feast.types.Value_pb2 import Value
 
         self._EntityKey, self._Value = EntityKey, Value
+        self.spec = spec or feature_store.applied_spec(ws)
         self.store = store if store is not None else feature_store.store(settings, ws)
-        self.view = self.store.get_feature_view(VIEW)
+        self.view = self.store.get_feature_view(self.spec.embedding_view)
+        if self.view.stream_source is None:
+            raise UserError(f"feature view {self.view.name!r} has no PushSource: the incremental update pushes through it")
+        self.push_source = self.view.stream_source.name
         self.join_keys = list(self.view.join_keys)
+        self.user_key = self.spec.user.join_key
         self.online = online_store_of(self.store)
         self.config = self.store.config
 
+    def ids(self, user_ids) -> np.ndarray:
+        """User IDs as the entity types them (int64, or str objects)."""
+        if self.spec.user.id_type == "int":
+            return np.asarray(user_ids, dtype=np.int64)
+        return np.asarray([str(u) for u in np.asarray(user_ids).tolist()], dtype=object)
+
     def _keys(self, user_ids: np.ndarray, slot: int) -> list:
         slot_value = self._Value(int64_val=int(slot))
+        string = self.spec.user.id_type == "string"
         return [
             self._EntityKey(
                 join_keys=self.join_keys,
-                entity_values=[self._Value(int64_val=int(u)) if k == "user_id" else slot_value for k in self.join_keys],
-            )
+                entity_values=[(self._Value(string_val=u) if string else self._Value(int64_val=int(u)))
+                               if k == self.user_key else slot_value for k in self.join_keys],
+            )  # fmt: skip
             for u in user_ids
         ]
 
     def read(self, user_ids, slot: int, embeddings: bool = False) -> pd.DataFrame:
         """Stored rows: ``user_id, generation (None if absent), event_us (NONE if absent)[, embedding]``."""
-        ids = np.asarray(user_ids, dtype=np.int64)
+        ids = self.ids(user_ids)
         features = ["generation", "embedding"] if embeddings else ["generation"]
         rows = self.online.online_read(self.config, self.view, self._keys(ids, slot), features)
         gens, stamps, vectors = [], np.full(len(ids), NONE, dtype=np.int64), []
@@ -122,19 +136,19 @@ class OnlineEmbeddings:
         from feast.data_source import PushMode
 
         started = time.perf_counter()
-        ids = np.asarray(user_ids, dtype=np.int64)
+        ids = self.ids(user_ids)
         stamps_us = np.asarray(stamps_us, dtype=np.int64)
         stored = self.read(ids, slot)
         keep = newer(generation, stamps_us, stored["generation"].tolist(), stored["event_us"].to_numpy())
         if keep.any():
             n = int(keep.sum())
             frame = pd.DataFrame({
-                "user_id": ids[keep],
+                self.user_key: ids[keep],
                 "embedding_slot": np.full(n, slot, dtype=np.int64),
                 "embedding": [np.asarray(e, dtype=np.float32) for e, k in zip(embeddings, keep) if k],
                 "generation": [generation] * n,
                 "event_timestamp": pd.to_datetime(stamps_us[keep], unit="us", utc=True),
                 "created_timestamp": pd.Timestamp.now(tz="UTC"),
             })  # fmt: skip
-            self.store.push(PUSH_SOURCE, frame, to=PushMode.ONLINE)
+            self.store.push(self.push_source, frame, to=PushMode.ONLINE)
         return PushOutcome(ids[keep], ids[~keep], time.perf_counter() - started)

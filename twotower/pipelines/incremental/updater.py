@@ -36,6 +36,7 @@ from twotower.core.files import Timeout, atomic_write_bytes, file_lock
 from twotower.core import generations as gens
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
+from twotower.core.features import id_keys
 from twotower.pipelines.incremental.chain import Chain
 from twotower.pipelines.incremental.examples import OfflineTables, RecentRankedOut, micro_batch_examples
 from twotower.pipelines.incremental.freshness import FreshnessRecorder
@@ -85,7 +86,7 @@ class Updater:
         self.group = settings.stream.group
         self.stream = open_stream(settings, ws)
         self.online = OnlineEmbeddings(settings, ws)
-        self.tables = OfflineTables(ws.users_path, ws.items_path)
+        self.tables: OfflineTables | None = None  # of the chain's generation's feature spec
         self.freshness = FreshnessRecorder(ws.stream_dir / "freshness.json", self.cfg.freshness_window)
         self.totals = Totals()
         self.chain: Chain | None = None
@@ -104,6 +105,7 @@ class Updater:
         if self.chain is not None:
             logger.info(f"incremental: {manifest.id} was published; dropping the chain of {self.chain.generation}")
         self.chain = Chain.open(self.settings, self.ws, manifest, self.stream)
+        self.tables = OfflineTables(self.chain.full.spec.bind(self.ws.root))
         self.totals.chains_started += 1
         self.read_position = self.chain.position
         self.context = RecentRankedOut(
@@ -123,7 +125,7 @@ class Updater:
         m = self.settings.model
         examples = micro_batch_examples(
             batch.events, self.context.frame(), self.tables, chain.frequencies, chain.not_before_us,
-            max_tags=m.max_tags, hard_negatives=m.hard_negatives_per_example,
+            hard_negatives=m.hard_negatives_per_example,
         )  # fmt: skip
         ev = batch.events
         ts = to_us(ev["event_timestamp"])
@@ -136,7 +138,8 @@ class Updater:
         t.batches += 1
         t.entries += len(batch)
         t.trained_clicks += len(examples)
-        t.no_own_row_users += int((~chain.vocab.contains(clicks["user_id"].unique())).sum())
+        user = chain.full.spec.user
+        t.no_own_row_users += int((~chain.vocab.contains(id_keys(clicks["user_id"].unique(), user.id_type))).sum())
         return len(batch)
 
     # --- publish --------------------------------------------------------------------------
@@ -146,7 +149,7 @@ class Updater:
         if self.read_position == chain.position:
             return
         started = time.time()
-        users, table, stamps = chain.publishable()
+        users, table, stamps, keys = chain.publishable()
         pushed = skipped = not_landed = 0
         if len(users):
             outcome = self.online.push(users, table, stamps, chain.generation, chain.slot)
@@ -157,8 +160,8 @@ class Updater:
             if not_landed:
                 logger.info(f"incremental: {not_landed} pushed embeddings are not visible in slot {chain.slot} "
                          f"(a newer generation's rows occupy it?)")  # fmt: skip
-            event_us = np.array([chain.pending.event_us[u] for u in users[ok].tolist()], dtype=np.int64)
-            appended_us = np.array([chain.pending.appended_us[u] for u in users[ok].tolist()], dtype=np.int64)
+            event_us = np.array([chain.pending.event_us[u] for u in keys[ok].tolist()], dtype=np.int64)
+            appended_us = np.array([chain.pending.appended_us[u] for u in keys[ok].tolist()], dtype=np.int64)
             now_us = int(visible * 1_000_000)
             self.freshness.observe((now_us - event_us) / 1e6, (now_us - appended_us) / 1e6)
         t = self.totals

@@ -39,13 +39,12 @@ def replay_seed(
     """(per-click ranks of every strategy and the oracle, training log)."""
     if len(world.days) < 2:
         raise ValueError("the replay needs at least 2 days (day 1 only bootstraps the models)")
-    m = settings.model
     training: dict[str, list] = {"full": [], "time_ordered": [], "seconds": {}}
     clock = time.perf_counter()
     first = world.days[0]
-    full, loss = full_update(settings, first, None, ordered=False, seed=seed)
+    full, loss = full_update(settings, world.spec, first, None, ordered=False, seed=seed)
     training["full"].append({"day": first.day.isoformat(), "loss": loss})
-    ordered, loss = full_update(settings, first, None, ordered=True, seed=seed)
+    ordered, loss = full_update(settings, world.spec, first, None, ordered=True, seed=seed)
     training["time_ordered"].append({"day": first.day.isoformat(), "loss": loss})
     day_one, carried = full, None
     out: list[pd.DataFrame] = []
@@ -53,15 +52,15 @@ def replay_seed(
     for n, (prev, day) in enumerate(zip(world.days, world.days[1:])):
         t0 = time.perf_counter()
         if n > 0:  # midnight: the full lineages train on the day that just ended
-            full, loss = full_update(settings, prev, full, ordered=False, seed=seed + n)
+            full, loss = full_update(settings, world.spec, prev, full, ordered=False, seed=seed + n)
             training["full"].append({"day": prev.day.isoformat(), "loss": loss})
-            ordered, loss = full_update(settings, prev, ordered, ordered=True, seed=seed + n)
+            ordered, loss = full_update(settings, world.spec, prev, ordered, ordered=True, seed=seed + n)
             training["time_ordered"].append({"day": prev.day.isoformat(), "loss": loss})
         # Both chains draw the same random negatives: on the first measured day they start from the
         # same model and see the same clicks, so they are the same chain (no noise between them).
         chain = Chain(grown(full, settings, day.user_ids, full.catalog), settings, seed + 100 + n)
         base = carried.model if carried is not None else full
-        carried = Chain(grown(base, settings, day.user_ids, prev.catalog(m.max_tags)), settings, seed + 100 + n)
+        carried = Chain(grown(base, settings, day.user_ids, prev.catalog(world.spec)), settings, seed + 100 + n)
         models = {"full_incremental": chain.model, "full_only": full, "incremental_only": carried.model,
                   "time_ordered_full": ordered, "no_update": day_one}  # fmt: skip
         # Item indexes at midnight (the chain's index is its full model's).

@@ -23,6 +23,7 @@ from tfrs_models.checkpoint import grown_from_oov
 from tfrs_models.model import TwoTowerModel
 from tfrs_models.training import IncrementalTrainer, train_full
 from twotower.core.config import Settings
+from twotower.core.features import FeatureSpec
 from twotower.research.replay.world import Day
 
 
@@ -34,7 +35,7 @@ def batches(features: dict[str, np.ndarray], batch_size: int, order: np.ndarray 
 
 
 def full_update(
-    settings: Settings, day: Day, previous: TwoTowerModel | None, *, ordered: bool, seed: int
+    settings: Settings, spec: FeatureSpec, day: Day, previous: TwoTowerModel | None, *, ordered: bool, seed: int
 ) -> tuple[TwoTowerModel, float]:
     """(the model after one epoch over ``day``, its mean training loss).
 
@@ -45,7 +46,7 @@ def full_update(
     m = settings.model
     order = None if ordered else np.random.default_rng(seed).permutation(len(day))
     data = batches(day.features, m.batch_size, order)
-    run = train_full(m, data, user_ids=day.user_ids, catalog=day.catalog(m.max_tags), previous=previous, seed=seed)
+    run = train_full(m, data, spec=spec, user_ids=day.user_ids, catalog=day.catalog(spec), previous=previous, seed=seed)
     return run.model, float(run.mean_loss)
 
 

@@ -26,8 +26,10 @@ import pandas as pd
 
 from materialize.examples import build_examples, item_frequencies
 from tfrs_models.catalog import ItemCatalog
-from tfrs_models.records import frame_to_features
+from tfrs_models.records import example_columns, frame_to_features
+from twotower import feature_store
 from twotower.core.config import Settings
+from twotower.core.features import FeatureSpec
 from twotower.core.timeutil import US_PER_HOUR, US_PER_MINUTE, day_start_us, to_us
 from twotower.research.simulate import Truth
 from twotower.core.workspace import Workspace
@@ -53,13 +55,14 @@ class Day:
         lo, hi = np.searchsorted(self.clicks["event_timestamp"].to_numpy(np.int64), [start_us, end_us])
         return slice(int(lo), int(hi))
 
-    def catalog(self, max_tags: int) -> ItemCatalog:
+    def catalog(self, spec: FeatureSpec) -> ItemCatalog:
         """What a full update at the end of this day trains against."""
-        return ItemCatalog.from_frames(self.items, max_tags, self.frequencies)
+        return ItemCatalog.from_frames(self.items, spec.item, self.frequencies)
 
 
 @dataclass
 class World:
+    spec: FeatureSpec  # the simulator's feature repo (the package's own)
     days: list[Day]
     items: pd.DataFrame  # every item, all days
     item_created_us: pd.Series  # item_id -> creation time (us)
@@ -87,6 +90,8 @@ def rows(features: dict[str, np.ndarray], where: slice) -> dict[str, np.ndarray]
 def load_world(settings: Settings, ws: Workspace) -> World:
     """The offline store and ground truth of ``ws`` as replay days."""
     m = settings.model
+    spec = feature_store.read_spec(settings, ws)
+    columns = example_columns(spec, m.hard_negatives_per_example)
     users = pd.read_parquet(ws.users_path)
     items = pd.read_parquet(ws.items_path)
     items_created = pd.Series(to_us(items["event_timestamp"]), index=items["item_id"].to_numpy(np.int64))
@@ -102,12 +107,13 @@ def load_world(settings: Settings, ws: Workspace) -> World:
         known_items = items.loc[items_since < end].reset_index(drop=True)
         frequencies = item_frequencies(events, known_items["item_id"].to_numpy())
         examples = build_examples(
-            events, users, items, max_tags=m.max_tags, hard_negatives=m.hard_negatives_per_example,
+            events, users, items, spec=spec, hard_negatives=m.hard_negatives_per_example,
             day=day, frequencies=frequencies,
         )  # fmt: skip
-        features = frame_to_features(examples, "examples", m.max_tags, m.hard_negatives_per_example)
+        features = frame_to_features(examples, columns)
         intraday = with_click_shares(features, previous_freq if previous_freq is not None else frequencies)
-        clicks = examples[["user_id", "item_id", "category", "hour", "event_timestamp"]].reset_index(drop=True)
+        clicks = examples[["user_id", "item_id", spec.item.column("category"), "hour", "event_timestamp"]]
+        clicks = clicks.rename(columns={spec.item.column("category"): "category"}).reset_index(drop=True)
         user_ids = np.unique(users.loc[users_since < end, "user_id"].to_numpy(np.int64))
         days.append(Day(day, start, clicks, features, intraday, frequencies, user_ids, known_items))
         previous_freq = frequencies
@@ -117,7 +123,7 @@ def load_world(settings: Settings, ws: Workspace) -> World:
         {"user_id": ni["user_id"].to_numpy(np.int64), "category": ni["category"].to_numpy(np.int64),
          "since_us": to_us(ni["since"])}
     )  # fmt: skip
-    return World(days, items, items_created, truth, interests)
+    return World(spec, days, items, items_created, truth, interests)
 
 
 def step_bounds(day: Day, step_minutes: int) -> list[tuple[int, int]]:

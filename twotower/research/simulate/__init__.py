@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from twotower.core.timeutil import US_PER_DAY, day_start_us
-from twotower.core import schema
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
+from twotower.research.simulate import tables
 from twotower.research.simulate.day import Policy, simulate_day
 from twotower.research.simulate.truth import NewInterests, Truth, save_truth
 from twotower.research.simulate.world import (
@@ -132,8 +132,8 @@ def simulate(
                 f"day {day}: {events.num_rows:,} events ({clicks:,} clicks), "
                 f"{len(today.user_idx):,} new interests, {events.num_rows / max(secs, 1e-9):,.0f} events/s"
             )
-        _write_table(offline / "users.parquet", users_frame(all_users), schema.USERS)
-        _write_table(offline / "items.parquet", items_frame(all_items), schema.ITEMS)
+        _write_table(offline / "users.parquet", users_frame(all_users), tables.USERS)
+        _write_table(offline / "items.parquet", items_frame(all_items), tables.ITEMS)
         if force:
             _clear_derived(ws)
         meta = {"signature": world_signature(settings, users, items, days, seed),

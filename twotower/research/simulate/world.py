@@ -195,6 +195,7 @@ def users_frame(users: Users) -> pd.DataFrame:
             "gender": users.gender,
             "city_tier": users.city_tier,
             "interest_tags": users.interest_tags,
+            "activity": np.round(users.activity, 3),
             "signup_date": signup.dt.date,
             "event_timestamp": signup,
         }

@@ -1,0 +1,13 @@
+import os
+from pathlib import Path
+
+from feast import FileSource, PushSource
+
+_workspace = Path(os.environ["TWOTOWER_WORKSPACE"])
+# movies.dat as `twotower ingest --items` wrote it into the workspace
+movies = FileSource(name="movies", path=str(_workspace / "offline" / "movies.parquet"), timestamp_field="event_timestamp")
+tweeter_vectors = FileSource(
+    name="tweeter_vectors", path=str(_workspace / "offline" / "user_id_embedding"),
+    timestamp_field="event_timestamp", created_timestamp_column="created_timestamp",
+)
+tweeter_vectors_push = PushSource(name="tweeter_vectors_push", batch_source=tweeter_vectors)

@@ -1,0 +1,20 @@
+from datetime import timedelta
+
+from entities import embedding_slot, movie, tweeter
+from feast import FeatureView, Field
+from feast.types import Array, Float32, Int64, String
+from sources import movies, tweeter_vectors_push
+
+# The data set has no user attributes: the user tower is the ID embedding (+ hour of day).
+movie_facts = FeatureView(
+    name="movie_facts", entities=[movie], ttl=timedelta(days=3650), source=movies, online=True,
+    schema=[
+        Field(name="year", dtype=Int64, tags={"buckets": "256", "min": "1870", "max": "2030"}),
+        Field(name="genres", dtype=Array(String), tags={"buckets": "64", "max_len": "4"}),
+    ],
+)
+user_id_embedding = FeatureView(
+    name="user_id_embedding", entities=[tweeter, embedding_slot], ttl=timedelta(days=30),
+    source=tweeter_vectors_push, online=True,
+    schema=[Field(name="embedding", dtype=Array(Float32)), Field(name="generation", dtype=String)],
+)

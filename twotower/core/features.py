@@ -1,0 +1,372 @@
+"""The feature spec: what each tower takes, derived from the user's Feast feature services.
+
+Pure data and numpy/pandas encoders, no Feast: ``twotower.feature_store.spec`` reads a feature
+repo's services into a ``FeatureSpec``; every other layer (examples, TFRecords, towers, numpy
+tower, online reader, report) takes the spec as an argument and never names a feature. The
+spec is saved with every checkpoint and generation (``to_dict``), so serving and a warm start
+read the spec the model was built with.
+
+Kinds (from the Feast dtype, overridable by ``Field.tags["kind"]``):
+
+* ``categorical`` - Int32/Int64/String/Bool: one value -> a row of a table of ``buckets`` rows
+  (``key mod buckets``; strings are hashed to a key first).
+* ``multi`` - Array(Int*/String): up to ``max_len`` values, mean-pooled over the present ones.
+* ``numeric`` - Float32/Float64 (or an int tagged ``numeric``): standardised with statistics of
+  the first full update (kept by warm starts), plus a "missing" indicator.
+* ``vector`` - Array(Float32/Float64) of a fixed ``dim``: projected by a dense layer, plus a
+  "missing" indicator.
+
+Encoded values: categorical / multi values become int64 *keys* (``ABSENT`` = missing value or
+list padding), numeric / vector values float32 (NaN = missing). IDs become int64 keys the same
+way (``id_keys``), while the original IDs travel beside them wherever IDs leave the platform.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterable, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+from twotower.core.errors import DataError, UserError
+
+Kind = Literal["categorical", "multi", "numeric", "vector"]
+KINDS: tuple[str, ...] = ("categorical", "multi", "numeric", "vector")
+IdType = Literal["int", "string"]
+ABSENT = -1
+CONTEXT = {"hour": 24, "weekday": 7}  # request context features -> their number of values
+FORMAT = "twotower-feature-spec/1"
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    view: str
+    kind: str  # one of KINDS
+    dtype: str  # the Feast dtype as declared, e.g. "Array(String)"
+    value: str  # element type: "int" | "string" | "bool" | "float"
+    buckets: int = 0  # categorical / multi
+    max_len: int = 0  # multi
+    dim: int = 0  # vector
+    min: float | None = None  # declared domain (tags min / max): the daily gate checks it
+    max: float | None = None
+
+    @property
+    def width(self) -> int:
+        """Values per row once encoded: 1, ``max_len`` or ``dim``."""
+        return {"multi": self.max_len, "vector": self.dim}.get(self.kind, 1)
+
+    @property
+    def is_int(self) -> bool:
+        """Encoded as int64 keys (categorical / multi) rather than float32."""
+        return self.kind in ("categorical", "multi")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.view}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A feature view's offline source (a Feast FileSource)."""
+
+    view: str
+    path: str
+    timestamp_field: str
+    created_timestamp_column: str | None = None
+
+
+@dataclass(frozen=True)
+class Tower:
+    side: str  # "user" | "item": the prefix of its example columns
+    service: str
+    entity: str
+    join_key: str
+    id_type: str  # IdType
+    features: tuple[Feature, ...]
+    sources: tuple[Source, ...] = ()
+
+    def column(self, feature: Feature | str) -> str:
+        """The feature's column in the training examples (``user__age``, ``item__genres``)."""
+        return f"{self.side}__{feature if isinstance(feature, str) else feature.name}"
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def views(self) -> list[str]:
+        return list(dict.fromkeys(f.view for f in self.features))
+
+    def source(self, view: str) -> Source:
+        for s in self.sources:
+            if s.view == view:
+                return s
+        raise UserError(f"feature view {view!r} of service {self.service!r} has no file source")
+
+
+WORKSPACE = "{workspace}"  # a source path under the workspace, as the spec stores it
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    user: Tower
+    item: Tower
+    context: tuple[str, ...] = ("hour",)
+    embedding_view: str = "user_id_embedding"
+    workspace: str = ""  # the workspace its "{workspace}/..." source paths are in ("" = unbound)
+
+    def bind(self, root) -> "FeatureSpec":
+        """This spec with its workspace-relative source paths under workspace ``root``.
+
+        Paths under the workspace are stored relative to it (``to_dict``), so a copied or moved
+        workspace, or a checkpoint read in another one, reads its own offline store."""
+        root = str(root)
+
+        def tower(t: Tower) -> Tower:
+            return replace(t, sources=tuple(replace(s, path=s.path.replace(WORKSPACE, root, 1)) for s in t.sources))
+
+        return replace(self, user=tower(self.user), item=tower(self.item), workspace=root)
+
+    def architecture(self) -> dict[str, Any]:
+        """What the model's shapes depend on (compared at warm start; sources may move)."""
+        def tower(t: Tower) -> dict:
+            return {"id_type": t.id_type, "features": [
+                {k: v for k, v in asdict(f).items() if k not in ("view", "dtype", "min", "max")} for f in t.features
+            ]}  # fmt: skip
+
+        return {"user": tower(self.user), "item": tower(self.item), "context": list(self.context)}
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {"format": FORMAT, **asdict(self)}
+        data.pop("workspace")
+        if self.workspace:
+            for side in ("user", "item"):
+                for source in data[side]["sources"]:
+                    if source["path"] == self.workspace or source["path"].startswith(self.workspace + "/"):
+                        source["path"] = WORKSPACE + source["path"][len(self.workspace):]
+        return data
+
+    @classmethod
+    def load(cls, path) -> "FeatureSpec":
+        from pathlib import Path
+
+        path = Path(path)  # <workspace>/feast/spec.json
+        try:
+            return cls.from_dict(json.loads(path.read_text())).bind(path.resolve().parent.parent)
+        except FileNotFoundError:
+            raise UserError(f"no feature spec at {path}: run `twotower feast apply` first") from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureSpec":
+        if data.get("format") != FORMAT:
+            raise UserError(f"unknown feature spec format {data.get('format')!r}, expected {FORMAT!r}")
+
+        def tower(d: dict) -> Tower:
+            return Tower(
+                **{**d, "features": tuple(Feature(**f) for f in d["features"]),
+                   "sources": tuple(Source(**s) for s in d.get("sources", ()))}
+            )  # fmt: skip
+
+        return cls(tower(data["user"]), tower(data["item"]), tuple(data["context"]), data["embedding_view"])
+
+    def __eq__(self, other) -> bool:  # the same inputs and sources, wherever the workspace is
+        return isinstance(other, FeatureSpec) and self.to_dict() == other.to_dict()
+
+    def __hash__(self) -> int:
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+
+def architecture_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Readable differences between two ``FeatureSpec.architecture()`` (empty: compatible)."""
+    changes = []
+    for side in ("user", "item"):
+        a, b = old.get(side, {}), new.get(side, {})
+        if a.get("id_type") != b.get("id_type"):
+            changes.append(f"{side} IDs: {a.get('id_type')} -> {b.get('id_type')}")
+        fa = {f["name"]: f for f in a.get("features", [])}
+        fb = {f["name"]: f for f in b.get("features", [])}
+        changes += [f"{side} feature {n!r} removed" for n in fa if n not in fb]
+        changes += [f"{side} feature {n!r} added" for n in fb if n not in fa]
+        for n in fa.keys() & fb.keys():
+            diff = {k: (fa[n].get(k), fb[n].get(k)) for k in fa[n].keys() | fb[n].keys() if fa[n].get(k) != fb[n].get(k)}
+            changes += [f"{side} feature {n!r}: {k} {x!r} -> {y!r}" for k, (x, y) in sorted(diff.items())]
+        if [f["name"] for f in a.get("features", [])] != [f["name"] for f in b.get("features", [])] and fa.keys() == fb.keys():
+            changes.append(f"{side} features reordered")
+    if old.get("context") != new.get("context"):
+        changes.append(f"context: {old.get('context')} -> {new.get('context')}")
+    return changes
+
+
+# --- encoders (numpy / pandas; the same in training, export and serving) -----------------------
+
+
+def hash_strings(values: Sequence) -> np.ndarray:
+    """Stable non-negative int64 keys of strings (pandas' SipHash with its fixed key): the same
+    in every process and on every machine."""
+    arr = np.asarray(values, dtype=object)
+    if len(arr) == 0:
+        return np.zeros(0, np.int64)
+    return (pd.util.hash_array(arr, categorize=True) >> np.uint64(1)).astype(np.int64)
+
+
+def id_array(values) -> np.ndarray:
+    """IDs as given, as an array ``np.save`` / ``np.savez`` store without pickling: int64 for
+    integer IDs, fixed-width unicode for string IDs (leading zeros and all kept)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        return arr.astype(np.int64, copy=False)
+    if arr.dtype.kind == "U":
+        return arr
+    return np.asarray([str(v) for v in arr.tolist()], dtype=str) if len(arr) else np.zeros(0, dtype="<U1")
+
+
+def id_key_array(values) -> np.ndarray:
+    """``id_keys`` of an ``id_array``, its type read from the array (int64: itself, else hashed)."""
+    arr = np.asarray(values)
+    return arr.astype(np.int64, copy=False) if arr.dtype.kind in "iu" else hash_strings(arr.astype(object))
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
+
+
+def id_keys(values, id_type: str, where: str = "IDs") -> np.ndarray:
+    """IDs (ints, or strings for a String join key) -> int64 keys, checked."""
+    arr = np.asarray(values)
+    if id_type == "int":
+        if arr.dtype.kind in "iu":
+            return arr.astype(np.int64, copy=False)
+        if arr.dtype.kind == "f" and len(arr) and np.all(np.isfinite(arr)) and np.all(arr == np.floor(arr)):
+            return arr.astype(np.int64)
+        if len(arr) == 0:
+            return np.zeros(0, np.int64)
+        bad = next((v for v in arr.tolist() if not isinstance(v, (int, np.integer)) or isinstance(v, bool)), arr[0])
+        raise DataError(f"{where}: the entity's join key is Int64 but got {bad!r} ({type(bad).__name__})")
+    if arr.dtype.kind in ("U", "S"):
+        return hash_strings(arr.astype(str).astype(object))
+    if len(arr) == 0:
+        return np.zeros(0, np.int64)
+    objs = arr.astype(object)
+    bad = next((v for v in objs.tolist() if not isinstance(v, str)), None)
+    if bad is not None:
+        raise DataError(f"{where}: the entity's join key is String but got {bad!r} ({type(bad).__name__})")
+    return hash_strings(objs)
+
+
+def _scalar_keys(values: np.ndarray, f: Feature, where: str) -> np.ndarray:
+    """Categorical values (objects, None = missing) -> int64 keys."""
+    out = np.full(len(values), ABSENT, np.int64)
+    present = np.array([not _missing(v) for v in values], dtype=bool) if values.dtype == object else ~pd.isna(values)
+    if not present.any():
+        return out
+    got = values[present]
+    if f.value == "string":
+        try:
+            out[present] = hash_strings([str(v) if isinstance(v, str) else _not_a(v, "string", f, where) for v in got])
+        except TypeError as exc:
+            raise DataError(str(exc)) from None
+    elif f.value == "bool":
+        out[present] = np.asarray(got, dtype=bool).astype(np.int64)
+    else:
+        try:
+            ints = np.asarray(got.tolist() if got.dtype == object else got)
+            if ints.dtype.kind == "f":
+                if not np.all(ints == np.floor(ints)):
+                    raise ValueError
+            elif ints.dtype.kind not in "iub":
+                raise ValueError
+            out[present] = ints.astype(np.int64)
+        except (ValueError, TypeError):
+            bad = next(v for v in got.tolist() if not isinstance(v, (int, np.integer, float)) or v != int(v))
+            raise DataError(f"{where}: feature {f.ref} ({f.dtype}) got {bad!r}") from None
+    return out
+
+
+def _not_a(v, kind: str, f: Feature, where: str):
+    raise DataError(f"{where}: feature {f.ref} ({f.dtype}) got {v!r}, not a {kind}")
+
+
+def _array(values) -> np.ndarray:
+    """A 1-D array of the column's values (a list of equal-length lists stays 1-D, of objects)."""
+    if isinstance(values, pd.Series):
+        return values.to_numpy()
+    if isinstance(values, np.ndarray):
+        return values
+    out = np.empty(len(values), dtype=object)
+    out[:] = list(values)
+    return out
+
+
+def encode(f: Feature, values, where: str = "data") -> np.ndarray:
+    """Raw column values -> the model's input: ``[n]`` (categorical, numeric) or ``[n, width]``."""
+    values = _array(values)
+    n = len(values)
+    if f.kind == "categorical":
+        return _scalar_keys(values, f, where)
+    if f.kind == "numeric":
+        try:
+            if values.dtype != object:
+                return values.astype(np.float32)
+            return np.array([np.nan if _missing(v) else float(v) for v in values], dtype=np.float32)
+        except (TypeError, ValueError):
+            bad = next(v for v in values.tolist() if not _missing(v) and not isinstance(v, (int, float, np.number)))
+            raise DataError(f"{where}: feature {f.ref} ({f.dtype}) got {bad!r}, not a number") from None
+    lists = [None if _missing(v) else v for v in values.tolist()] if values.dtype == object else list(values)
+    if f.kind == "vector":
+        out = np.full((n, f.dim), np.nan, np.float32)
+        for i, v in enumerate(lists):
+            if v is None:
+                continue
+            v = np.asarray(v, dtype=np.float32).reshape(-1)
+            if len(v) != f.dim:
+                raise DataError(f"{where}: feature {f.ref} ({f.dtype}) must have length {f.dim}, row {i} has {len(v)}")
+            out[i] = v
+        return out
+    # multi: flatten, encode every element once, scatter back truncated / padded with ABSENT
+    out = np.full((n, f.max_len), ABSENT, np.int64)
+    lengths = np.array([0 if v is None else min(len(v), f.max_len) for v in lists], dtype=np.int64)
+    if lengths.sum() == 0:
+        return out
+    flat = np.empty(int(lengths.sum()), dtype=object)
+    at = 0
+    for v, k in zip(lists, lengths.tolist()):
+        if k:
+            flat[at : at + k] = list(v)[:k]
+            at += k
+    keys = _scalar_keys(flat, f, where)
+    rows = np.repeat(np.arange(n), lengths)
+    cols = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    out[rows, cols] = keys
+    return out
+
+
+def encode_frame(tower: Tower, frame: pd.DataFrame, where: str = "data") -> dict[str, np.ndarray]:
+    """Every feature of the tower present in ``frame`` (by feature name), encoded."""
+    missing = [f.name for f in tower.features if f.name not in frame.columns]
+    if missing:
+        raise DataError(f"{where}: missing column(s) {', '.join(missing)} of feature service {tower.service!r}")
+    return {f.name: encode(f, frame[f.name], where) for f in tower.features}
+
+
+def absent(f: Feature, n: int) -> np.ndarray:
+    """Encoded "no value" for ``n`` rows (a profile row that does not exist yet)."""
+    if f.kind == "categorical":
+        return np.full(n, ABSENT, np.int64)
+    if f.kind == "numeric":
+        return np.full(n, np.nan, np.float32)
+    if f.kind == "multi":
+        return np.full((n, f.max_len), ABSENT, np.int64)
+    return np.full((n, f.dim), np.nan, np.float32)
+
+
+def context_values(timestamps: pd.Series, context: Iterable[str]) -> dict[str, np.ndarray]:
+    """Request context of each (UTC) timestamp: ``hour`` 0..23, ``weekday`` 0 (Monday)..6."""
+    ts = pd.to_datetime(timestamps, utc=True)
+    out = {}
+    for name in context:
+        out[name] = (ts.dt.hour if name == "hour" else ts.dt.weekday).to_numpy(np.int64)
+    return out
