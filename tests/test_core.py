@@ -9,6 +9,7 @@ import sys
 from datetime import date, datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -97,3 +98,21 @@ def test_a_failing_tensorflow_import_still_shows_what_it_printed(tmp_path):
 def test_the_real_tensorflow_imports_silently_at_log_level_3():
     run = _import_in_subprocess("import twotower, tensorflow as tf; print(int(tf.constant(2) * 3))", "3")
     assert (run.returncode, run.stdout, run.stderr) == (0, "6\n", "")
+
+
+def test_the_request_paths_encoder_equals_the_batch_one():
+    """``encode`` takes a per-value path for a few rows (serving) and an array path for many
+    (training): the same keys either way, missing values and truncation included."""
+    from twotower.core.features import Feature, encode
+
+    cases = [
+        (Feature("c", "v", "categorical", "Int32", "int", buckets=8), [3, None, -7, 2**40]),
+        (Feature("s", "v", "categorical", "String", "string", buckets=8), ["007", None, "ü", "7"]),
+        (Feature("b", "v", "categorical", "Bool", "bool", buckets=2), [True, None, False, True]),
+        (Feature("m", "v", "multi", "Array(Int64)", "int", buckets=8, max_len=3), [[1, 2], None, [], [4, 5, 6, 7]]),
+        (Feature("t", "v", "multi", "Array(String)", "string", buckets=8, max_len=2), [["a", "b", "c"], None, ["b"], []]),
+    ]
+    for f, few in cases:
+        many = few * 20  # 80 rows: the array path
+        np_few, np_many = encode(f, few), encode(f, many)
+        np.testing.assert_array_equal(np_few, np_many[: len(few)], err_msg=f.name)

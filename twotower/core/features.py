@@ -36,6 +36,7 @@ Kind = Literal["categorical", "multi", "numeric", "vector"]
 KINDS: tuple[str, ...] = ("categorical", "multi", "numeric", "vector")
 IdType = Literal["int", "string"]
 ABSENT = -1
+SMALL = 64  # rows up to which encode takes the per-value path (serving's batches)
 CONTEXT = {"hour": 24, "weekday": 7}  # request context features -> their number of values
 FORMAT = "twotower-feature-spec/1"
 
@@ -173,11 +174,19 @@ class FeatureSpec:
 
         return cls(tower(data["user"]), tower(data["item"]), tuple(data["context"]), data["embedding_view"])
 
+    def _identity(self) -> str:
+        """``to_dict`` as canonical JSON, computed once (the request path hashes specs)."""
+        cached = self.__dict__.get("_identity_json")
+        if cached is None:
+            cached = json.dumps(self.to_dict(), sort_keys=True)
+            object.__setattr__(self, "_identity_json", cached)
+        return cached
+
     def __eq__(self, other) -> bool:  # the same inputs and sources, wherever the workspace is
-        return isinstance(other, FeatureSpec) and self.to_dict() == other.to_dict()
+        return self is other or (isinstance(other, FeatureSpec) and self._identity() == other._identity())
 
     def __hash__(self) -> int:
-        return hash(json.dumps(self.to_dict(), sort_keys=True))
+        return hash(self._identity())
 
 
 def architecture_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -257,8 +266,32 @@ def id_keys(values, id_type: str, where: str = "IDs") -> np.ndarray:
     return hash_strings(objs)
 
 
+def _small_keys(values, f: Feature) -> np.ndarray | None:
+    """The request path's few values (Python ints / strs / bools, None = missing) -> keys, or None
+    to take the general path (anything else, or a value it must report)."""
+    if f.value == "string":
+        if not all(type(v) is str or v is None for v in values):
+            return None
+        out = np.full(len(values), ABSENT, np.int64)
+        present = [i for i, v in enumerate(values) if v is not None]
+        if present:
+            out[present] = hash_strings([values[i] for i in present])
+        return out
+    kind = bool if f.value == "bool" else int
+    if not all(type(v) is kind or v is None for v in values):
+        return None
+    try:
+        return np.array([ABSENT if v is None else int(v) for v in values], dtype=np.int64)
+    except OverflowError:
+        return None
+
+
 def _scalar_keys(values: np.ndarray, f: Feature, where: str) -> np.ndarray:
     """Categorical values (objects, None = missing) -> int64 keys."""
+    if values.dtype == object and len(values) <= SMALL:
+        fast = _small_keys(values.tolist(), f)
+        if fast is not None:
+            return fast
     out = np.full(len(values), ABSENT, np.int64)
     present = np.array([not _missing(v) for v in values], dtype=bool) if values.dtype == object else ~pd.isna(values)
     if not present.any():
@@ -328,6 +361,16 @@ def encode(f: Feature, values, where: str = "data") -> np.ndarray:
         return out
     # multi: flatten, encode every element once, scatter back truncated / padded with ABSENT
     out = np.full((n, f.max_len), ABSENT, np.int64)
+    if n <= SMALL:  # the request path: a few users, a Python loop beats the array set-up
+        flat = [x for v in lists if v is not None for x in list(v)[: f.max_len]]
+        keys = _small_keys(flat, f) if all(not isinstance(v, np.ndarray) for v in lists) else None
+        if keys is not None:
+            at = 0
+            for i, v in enumerate(lists):
+                k = 0 if v is None else min(len(v), f.max_len)
+                out[i, :k] = keys[at : at + k]
+                at += k
+            return out
     lengths = np.array([0 if v is None else min(len(v), f.max_len) for v in lists], dtype=np.int64)
     if lengths.sum() == 0:
         return out
