@@ -116,3 +116,35 @@ def test_the_request_paths_encoder_equals_the_batch_one():
         many = few * 20  # 80 rows: the array path
         np_few, np_many = encode(f, few), encode(f, many)
         np.testing.assert_array_equal(np_few, np_many[: len(few)], err_msg=f.name)
+
+
+FIELD_WITH_A_NUMBER_AS_NAME = """
+import twotower, feast
+from feast import Field
+from feast.types import Int64
+try:
+    Field(name=5, dtype=Int64)
+    print("accepted")
+except Exception as e:
+    print(type(e).__name__)
+"""
+
+
+def test_feast_imports_without_typeguard_instrumentation_unless_asked():
+    """The platform's processes skip Feast's typeguard decorators (5 s of a 7 s import, as under
+    ``python -O``); with TWOTOWER_FEAST_TYPECHECKS=1 - set for the child that runs the user's
+    declarations - a wrong argument fails as under Feast's own CLI."""
+    fast = subprocess.run([sys.executable, "-c", FIELD_WITH_A_NUMBER_AS_NAME], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TWOTOWER_FEAST_TYPECHECKS": "0"})  # fmt: skip
+    checked = subprocess.run([sys.executable, "-c", FIELD_WITH_A_NUMBER_AS_NAME], capture_output=True, text=True,
+                             timeout=300, env={**os.environ, "TWOTOWER_FEAST_TYPECHECKS": "1"})  # fmt: skip
+    assert fast.stdout.split() == ["accepted"], fast.stderr
+    assert checked.stdout.split() == ["TypeCheckError"], checked.stderr
+    import typeguard
+
+    @typeguard.typechecked
+    def others_keep_theirs(x: int) -> int:  # only Feast's own classes and functions pass through
+        return x
+
+    with pytest.raises(typeguard.TypeCheckError):
+        others_keep_theirs("x")

@@ -7,8 +7,9 @@ TFRS 0.7.7 is written against Keras 2, while TensorFlow 2.21 ships Keras 3 by de
 ``TF_USE_LEGACY_KERAS`` must be set before TensorFlow is imported for the first time: it is set
 here, once; the other top-level packages (``tfrs_models``, ``materialize``, ``validation``,
 ``serving``) import this package in their ``__init__``, so users never have to. TensorFlow's
-import-time C++ lines are hidden when its log level is 3 (``core.logs``; the CLI sets it unless
-``-v``).
+import-time C++ lines are hidden when its log level is 3 (the CLI sets it unless ``-v``), and
+Feast is imported without typeguard's instrumentation of its classes (5 of its 7 s): both hooks
+live in ``core.imports``.
 """
 
 import os
@@ -16,8 +17,9 @@ import os
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from twotower.core.logs import quiet_tensorflow_import  # noqa: E402
+from twotower.core.imports import feast_without_typechecks, quiet_tensorflow_import  # noqa: E402
 
 quiet_tensorflow_import()
+feast_without_typechecks()
 
 __version__ = "0.1.0"

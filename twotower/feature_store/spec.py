@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from twotower.core.imports import FEAST_TYPECHECKS
 from twotower.core.errors import UserError
 from twotower.core.features import CONTEXT, KINDS, Feature, FeatureSpec, Source, Tower
 from twotower.core.sections import FeatureSettings
@@ -249,7 +250,7 @@ def _child(repo: Path, fs: FeatureSettings, workspace: Path | None, extra: list[
     if not repo.is_dir():
         raise UserError(f"feature repo {repo}: no such directory")
     with tempfile.TemporaryDirectory(prefix="twotower-spec-") as scratch:
-        env = dict(env or os.environ, TWOTOWER_WORKSPACE=str(workspace or scratch))
+        env = dict(env or os.environ, TWOTOWER_WORKSPACE=str(workspace or scratch), **{FEAST_TYPECHECKS: "1"})
         proc = subprocess.run(
             [sys.executable, "-m", "twotower.feature_store.spec", str(repo), fs.model_dump_json(), *extra],
             env=env, capture_output=True, text=True, cwd=str(repo),
