@@ -6,8 +6,8 @@ time* (point-in-time join per feature view: only rows of the view's source with
 does), the request context, the clicked item's click share (logQ correction) and the request's
 ranked-out items with their features as hard negatives. Columns: ``tfrs_models.records``.
 
-IDs become int64 keys here (``features.id_keys``: integer IDs as they are, string IDs hashed),
-feature values their encoded form (``features.encode``).
+IDs become int64 keys here (``encode.id_keys``: integer IDs as they are, string IDs hashed),
+feature values their encoded form (``encode.encode``).
 
 Partitioning contract for Dask: a request's click and ranked-out events must sit in the same
 partition (partition the day's events by ``user_id`` or ``request_id``), and ``frequencies``
@@ -25,7 +25,8 @@ import pandas as pd
 
 from tfrs_models.catalog import require_columns
 from twotower.core.errors import DataError
-from twotower.core.features import FeatureSpec, Tower, absent, context_values, encode, id_keys
+from twotower.core.encode import absent, context_values, encode, id_keys
+from twotower.core.features import FeatureSpec, Tower
 from twotower.core.timeutil import to_us
 
 EVENT_COLUMNS = ("request_id", "user_id", "item_id", "event_type", "event_timestamp")
@@ -128,7 +129,7 @@ def _hard_negatives(events, clicks, items: Tables, spec: FeatureSpec, hard_negat
     n, h, tower = len(clicks), hard_negatives, spec.item
     out = {"hard_item_id": np.full((n, h), -1, np.int64)}
     for f in tower.features:
-        out[f"hard__{f.name}"] = absent(f, n * h).reshape(n, h, *([f.width] if f.kind in ("multi", "vector") else []))
+        out[f"hard__{f.name}"] = absent(f, n * h).reshape(n, h, *f.shape)
     out["hard_prob"] = np.zeros((n, h), np.float32)
     out["hard_mask"] = np.zeros((n, h), np.int64)
     ranked = events.loc[events["event_type"] == "ranked_out"]

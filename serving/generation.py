@@ -22,7 +22,7 @@ import pandas as pd
 
 from twotower.core import generations as gens
 from twotower.core.errors import UserError
-from twotower.core.features import id_array
+from twotower.core.encode import id_array
 from twotower.core.workspace import Workspace
 
 # Artifacts the request path reads; only these are checksummed before a load.

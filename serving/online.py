@@ -5,7 +5,7 @@ the contract: the views and feature names come from it and the generation's feat
 serving never copies a feature list. Each view is keyed by its own join keys: profile views by
 the user entity's join key, the embedding view by ``(join key, embedding_slot)`` - the slot is
 the loaded generation's, so a request reads only the embeddings of the generation it serves.
-Values are encoded exactly as in training (``twotower.core.features.encode``).
+Values are encoded exactly as in training (``twotower.core.encode.encode``).
 
 Why two readers. ``FeatureStore.get_online_features`` (``SdkReader``) re-resolves the feature
 service, builds response protos and converts them to Python on every call: measured on the
@@ -31,7 +31,8 @@ import numpy as np
 
 from twotower.adapters.feast_store import online_store_of, redis_client, sqlite_connection
 from twotower.core.errors import UserError
-from twotower.core.features import FeatureSpec, encode, id_keys
+from twotower.core.encode import encode, id_keys
+from twotower.core.features import FeatureSpec
 
 EMBEDDING, GENERATION = "embedding", "generation"  # the fields of features.embedding_view
 logger = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ class OnlineRows:
     """The tower's online inputs for a batch of users (row i = user_ids[i])."""
 
     user_ids: list  # the IDs as asked for
-    keys: np.ndarray  # int64 ID keys (features.id_keys): the OOV row of a user without an embedding
+    keys: np.ndarray  # int64 ID keys (encode.id_keys): the OOV row of a user without an embedding
     has_profile: np.ndarray  # bool [n]: some profile view has a row for the user
     features: dict[str, np.ndarray]  # declared user feature -> encoded values [n] / [n, width]
     embeddings: list  # float32 [d] or None per user

@@ -103,7 +103,8 @@ def test_the_real_tensorflow_imports_silently_at_log_level_3():
 def test_the_request_paths_encoder_equals_the_batch_one():
     """``encode`` takes a per-value path for a few rows (serving) and an array path for many
     (training): the same keys either way, missing values and truncation included."""
-    from twotower.core.features import Feature, encode
+    from twotower.core.encode import encode
+    from twotower.core.features import Feature
 
     cases = [
         (Feature("c", "v", "categorical", "Int32", "int", buckets=8), [3, None, -7, 2**40]),

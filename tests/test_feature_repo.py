@@ -202,7 +202,7 @@ def test_training_examples_equal_feast_historical_features(world_copy):
     ``get_historical_features`` returns for the same (entity, click time) rows."""
     from materialize.examples import build_examples
     from materialize.sources import view_tables
-    from twotower.core.features import encode
+    from twotower.core.encode import encode
 
     settings, ws = world_copy
     feature_store.apply(settings, ws)
@@ -220,5 +220,5 @@ def test_training_examples_equal_feast_historical_features(world_copy):
         assert got["_row"].tolist() == list(range(len(at)))
         for f in tower.features:
             column = examples[tower.column(f)].to_numpy()
-            want = np.stack(column) if f.kind in ("multi", "vector") else column
+            want = np.stack(column) if f.shape else column
             np.testing.assert_array_equal(encode(f, got[f.name]), want, err_msg=f.ref)

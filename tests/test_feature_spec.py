@@ -45,7 +45,8 @@ def test_the_package_repo_declares_the_simulator_world():
 
 def test_adding_a_feature_is_a_one_file_change_that_reaches_the_towers(tmp_path, small_world):
     from materialize.examples import build_examples
-    from tfrs_models.checkpoint import FeatureSetChanged, warm_start
+    from tfrs_models.checkpoint import warm_start
+    from twotower.core.errors import FeatureSetChanged
     from tfrs_models.catalog import ItemCatalog
     from tfrs_models.training import numeric_stats, train_full
 

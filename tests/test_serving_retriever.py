@@ -168,7 +168,7 @@ def test_the_served_vector_is_the_tower_on_feast_online_features(world):
     """Train/serve parity, online: the user vector a request is answered with equals the
     generation's tower applied to ``get_online_features`` of the same feature service."""
     from serving.recall import plan, user_vectors
-    from twotower.core.features import encode
+    from twotower.core.encode import encode
 
     settings, ws, (_g1, g2) = world
     retriever = Retriever.open(settings, ws)

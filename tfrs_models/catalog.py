@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from twotower.core.errors import DataError
-from twotower.core.features import Tower, encode_frame, id_array, id_keys
+from twotower.core.encode import encode_frame, id_array, id_keys
+from twotower.core.features import Tower
 
 
 def latest_rows(df: pd.DataFrame, key: str) -> pd.DataFrame:
@@ -34,7 +35,7 @@ def require_columns(df: pd.DataFrame, columns, where: str) -> None:
 
 @dataclass(frozen=True)
 class ItemCatalog:
-    item_id: np.ndarray  # [n] int64 keys (features.id_keys of the original IDs)
+    item_id: np.ndarray  # [n] int64 keys (encode.id_keys of the original IDs)
     labels: np.ndarray  # [n] the original IDs (int64 or str), as given
     features: dict[str, np.ndarray]  # declared item feature -> encoded [n] or [n, width]
     prob: np.ndarray  # [n] float32, click share (smoothed)

@@ -17,7 +17,7 @@ import numpy as np
 
 from twotower.core.config import ModelSettings
 from twotower.core.errors import UserError
-from twotower.core.features import FeatureSpec, architecture_changes
+from twotower.core.features import FeatureSpec, check_spec
 from twotower.core.files import staged_dir
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.model import TwoTowerModel, build_model
@@ -51,19 +51,6 @@ def save_model(model: TwoTowerModel, directory: str | Path) -> Path:
         meta = {"format": FORMAT, "settings": model.settings.model_dump(mode="json"), "spec": model.spec.to_dict()}
         (stage / "model.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     return directory
-
-
-class FeatureSetChanged(UserError):
-    """The feature repo's towers no longer match the model's: a warm start cannot carry the weights."""
-
-
-def check_spec(saved: FeatureSpec, spec: FeatureSpec, where: str) -> None:
-    changes = architecture_changes(saved.architecture(), spec.architecture())
-    if changes:
-        raise FeatureSetChanged(
-            f"{where} was built with other tower inputs than the feature repo declares now: {'; '.join(changes)}. "
-            f"Declare them back, or start a fresh model (full-update --fresh)"
-        )
 
 
 def saved_spec(directory: str | Path) -> FeatureSpec:

@@ -21,7 +21,7 @@ import pandas as pd
 
 import tensorflow as tf
 
-from twotower.core.features import encode_frame, id_keys
+from twotower.core.encode import encode_frame, id_keys
 from twotower.core.files import staged_dir
 from tfrs_models.catalog import latest_rows, require_columns
 from tfrs_models.model import TwoTowerModel
@@ -41,7 +41,7 @@ def _input_specs(model: TwoTowerModel) -> dict[str, tf.TensorSpec]:
     spec = model.spec
     out = {"id_embedding": tf.TensorSpec([None, model.settings.id_embedding_dim], tf.float32, name="id_embedding")}
     for f in spec.user.features:
-        shape = [None, f.width] if f.kind in ("multi", "vector") else [None]
+        shape = [None, *f.shape]
         out[f.name] = tf.TensorSpec(shape, tf.int64 if f.is_int else tf.float32, name=f.name)
     for c in spec.context:
         out[c] = tf.TensorSpec([None], tf.int64, name=c)

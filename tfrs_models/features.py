@@ -15,7 +15,8 @@ import tensorflow as tf
 import tf_keras as keras
 
 from tfrs_models.vocab import IdLookup, IdVocab
-from twotower.core.features import ABSENT, Feature
+from twotower.core.encode import ABSENT
+from twotower.core.features import Feature
 
 
 class CategoricalInput(keras.layers.Layer):

@@ -25,7 +25,8 @@ import tensorflow_recommenders as tfrs
 import tf_keras as keras
 
 from twotower.core.config import ModelSettings
-from twotower.core.features import FeatureSpec, absent
+from twotower.core.encode import absent
+from twotower.core.features import FeatureSpec
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.features import IdEmbedding
 from tfrs_models.tasks import Candidates, make_task

@@ -4,7 +4,7 @@ Kept free of TensorFlow on purpose: the request path (serving/) imports only thi
 a server starts in a second and holds no TF runtime. ``tfrs_models.export`` writes the weights
 (``user_tower.npz``, with the feature spec the tower was built with) and tests that this
 forward pass equals the SavedModel's within 1e-5. The inputs are encoded as in training
-(``twotower.core.features.encode``), one entry per declared user feature, plus the context.
+(``twotower.core.encode.encode``), one entry per declared user feature, plus the context.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from typing import Mapping
 
 import numpy as np
 
-from twotower.core.features import ABSENT, FeatureSpec
+from twotower.core.encode import ABSENT
+from twotower.core.features import FeatureSpec
 
 NUMPY_WEIGHTS = "user_tower.npz"
 

@@ -53,9 +53,6 @@ def example_columns(spec: FeatureSpec, hard_negatives: int) -> tuple[Column, ...
     """The example schema of a feature spec (see the module docstring)."""
     h = hard_negatives
 
-    def shape(f) -> tuple[int, ...]:
-        return (f.width,) if f.kind in ("multi", "vector") else ()
-
     def dtype(f) -> str:
         return "int64" if f.is_int else "float32"
 
@@ -66,11 +63,11 @@ def example_columns(spec: FeatureSpec, hard_negatives: int) -> tuple[Column, ...
         Column("event_timestamp", "int64", (), "click time, microseconds since epoch (UTC)"),
     ]
     cols += [Column(c, "int64", (), "request context (UTC)") for c in spec.context]
-    cols += [Column(spec.user.column(f), dtype(f), shape(f), f"user feature {f.ref} at click time") for f in spec.user.features]
-    cols += [Column(spec.item.column(f), dtype(f), shape(f), f"clicked item's {f.ref}") for f in spec.item.features]
+    cols += [Column(spec.user.column(f), dtype(f), f.shape, f"user feature {f.ref} at click time") for f in spec.user.features]
+    cols += [Column(spec.item.column(f), dtype(f), f.shape, f"clicked item's {f.ref}") for f in spec.item.features]
     cols.append(Column("item_prob", "float32", (), "clicked item's share of the day's clicks (logQ)"))
     cols.append(Column("hard_item_id", "int64", (h,), "ranked-out items of the request, -1-padded"))
-    cols += [Column(f"hard__{f.name}", dtype(f), (h, *shape(f)), f"their {f.ref}") for f in spec.item.features]
+    cols += [Column(f"hard__{f.name}", dtype(f), (h, *f.shape), f"their {f.ref}") for f in spec.item.features]
     cols.append(Column("hard_prob", "float32", (h,), "their click shares"))
     cols.append(Column("hard_mask", "int64", (h,), "1 where a hard negative is present, 0 for padding"))
     return tuple(cols)

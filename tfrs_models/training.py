@@ -31,7 +31,8 @@ from tfrs_models.checkpoint import clone_model, warm_start
 from tfrs_models.model import TwoTowerModel, build_model
 from tfrs_models.records import example_columns, frame_to_features, make_dataset
 from tfrs_models.vocab import IdVocab
-from twotower.core.features import FeatureSpec, Tower, encode
+from twotower.core.encode import encode
+from twotower.core.features import FeatureSpec, Tower
 
 Data = tf.data.Dataset | Sequence[str | Path] | pd.DataFrame
 STEPS_PER_CALL = 64

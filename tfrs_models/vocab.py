@@ -1,7 +1,7 @@
 """Explicit ID vocabularies: ID -> embedding row, saved with every checkpoint, grown at full updates.
 
 IDs are int64 *keys* here (the integer IDs themselves, or a stable hash of string IDs:
-``twotower.core.features.id_keys``); ``labels`` keeps the original IDs row by row, so what
+``twotower.core.encode.id_keys``); ``labels`` keeps the original IDs row by row, so what
 leaves the model (the user ID embeddings written to Feast, pushes) carries the user's own IDs.
 
 Rows ``0 .. n-1`` belong to the known IDs in the order they were first seen (a row never moves
@@ -30,7 +30,7 @@ from twotower.core.errors import DataError
 
 @dataclass(frozen=True)
 class IdVocab:
-    ids: np.ndarray  # int64 keys (features.id_keys), unique; position = row
+    ids: np.ndarray  # int64 keys (encode.id_keys), unique; position = row
     oov_buckets: int
     labels: np.ndarray | None = None  # the original IDs of the rows (int64 or str); None = the keys
     _sorted: np.ndarray = field(init=False, repr=False, compare=False)

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from twotower.core import schema
-from twotower.core.features import FeatureSpec, hash_strings
+from twotower.core.encode import hash_strings
+from twotower.core.features import FeatureSpec
 from validation.history import DayProfile, History
 from validation.load import MISSING, Layout, Table, type_name
 
@@ -141,19 +142,23 @@ def _first_valid(tables: list[tuple[Layout, Table]], notes: list[str]) -> pd.Ser
     return frame.groupby("id")["ts"].min()
 
 
-def _link(ids: tuple[Ints, np.ndarray], ts: Ints, first: pd.Series) -> tuple[pd.array, pd.array]:
-    """(unknown id or NA, id-used-before-valid or NA) per event, as the events store the ID."""
+def _link(ids: tuple[Ints, np.ndarray], ts: Ints, first: pd.Series | None) -> tuple[pd.array, pd.array]:
+    """(unknown id or NA, id-used-before-valid or NA) per event, as the events store the ID.
+    ``first`` None: the tower has no table to check against (an ID-only tower), every ID is known."""
     keys, shown = ids
+    if shown.dtype == object:
+        as_ids = lambda mask: pd.array(np.where(mask, shown, None), dtype="string")  # noqa: E731
+    else:
+        as_ids = lambda mask: pd.arrays.IntegerArray(shown.astype(np.int64).copy(), ~mask)  # noqa: E731
+    if first is None:
+        nothing = np.zeros(len(keys.values), bool)
+        return as_ids(nothing), as_ids(nothing)
     pos = np.full(len(keys.values), -1, np.int64)
     pos[keys.valid] = pd.Index(first.index).get_indexer(keys.values[keys.valid])
     known = pos >= 0
     unknown = keys.valid & ~known
     valid_from = first.to_numpy()[np.maximum(pos, 0)] if len(first) else np.zeros(len(pos), np.int64)
     early = known & ts.valid & (ts.values < valid_from)
-    if shown.dtype == object:
-        as_ids = lambda mask: pd.array(np.where(mask, shown, None), dtype="string")  # noqa: E731
-    else:
-        as_ids = lambda mask: pd.arrays.IntegerArray(shown.astype(np.int64).copy(), ~mask)  # noqa: E731
     return as_ids(unknown), as_ids(early)
 
 
@@ -163,18 +168,18 @@ def event_links(events: Table, towers: list[tuple[Layout, Table]], spec: Feature
     ev_users = _ids(events.data, "user_id", spec.user.id_type, notes, "events")
     ev_items = _ids(events.data, "item_id", spec.item.id_type, notes, "events")
     ev_ts = _as_int64(events.data, "event_timestamp", notes, "events")
-    user_tables = [t for t in towers if t[0].side == "user"]
-    first_user = _first_valid(user_tables, notes) if user_tables else None
-    first_item = _first_valid([t for t in towers if t[0].side == "item"], notes)
-    if not user_tables and ev_users is not None:  # an ID-only user tower: no table to check users against
-        notes.append("events.user_id not checked against user tables: the user tower declares no profile view")
-        first_user = pd.Series(np.zeros(0, np.int64), index=pd.Index([], dtype=np.int64))
-        ev_users = (Ints(ev_users[0].values, np.zeros(len(ev_users[0].values), bool)), ev_users[1])
-    if any(x is None for x in (ev_users, ev_items, ev_ts, first_user, first_item)):
+    firsts, unreadable = {}, False
+    for side in ("user", "item"):
+        tables = [t for t in towers if t[0].side == side]
+        if not tables:
+            notes.append(f"events.{side}_id not checked against {side} tables: the {side} tower declares no profile view")
+        firsts[side] = _first_valid(tables, notes) if tables else None
+        unreadable |= bool(tables) and firsts[side] is None  # noted by _first_valid
+    if unreadable or any(x is None for x in (ev_users, ev_items, ev_ts)):
         notes.insert(0, "cross-table checks (event_links) not computed")
         return pd.DataFrame({c: pd.array([], dtype="Int64") for c in LINK_COLUMNS}), notes
-    unknown_user, early_user = _link(ev_users, ev_ts, first_user)
-    unknown_item, early_item = _link(ev_items, ev_ts, first_item)
+    unknown_user, early_user = _link(ev_users, ev_ts, firsts["user"])
+    unknown_item, early_item = _link(ev_items, ev_ts, firsts["item"])
     frame = pd.DataFrame(dict(zip(LINK_COLUMNS, (unknown_user, unknown_item, early_user, early_item))))
     return frame, notes
 

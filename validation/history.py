@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from twotower.core.errors import DataError
 from twotower.core.files import atomic_write_bytes
-from twotower.core.features import hash_strings
+from twotower.core.encode import hash_strings
 from twotower.core.workspace import Workspace
 from validation.load import day_parts, read_table
 
@@ -30,7 +30,7 @@ class DayProfile:
     rows: int
     clicks: int
     impressions: int
-    user_ids: np.ndarray  # distinct, sorted int64 ID keys (twotower.core.features.id_keys)
+    user_ids: np.ndarray  # distinct, sorted int64 ID keys (twotower.core.encode.id_keys)
     item_ids: np.ndarray
     notes: list[str] = field(default_factory=list)  # what could not be profiled, and why
 

@@ -15,3 +15,7 @@ class ValidationFailed(UserError):
     """A day failed its data-quality gate; nothing downstream ran."""
 
     exit_code = 3
+
+
+class FeatureSetChanged(UserError):
+    """The feature repo's towers no longer match the model's: a warm start cannot carry the weights."""

@@ -20,7 +20,7 @@ import yaml
 
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
-from twotower.core.features import FeatureSpec
+from twotower.core.features import FeatureSpec, check_spec
 from twotower.feature_store.spec import apply_repo, of_repo as spec_of_repo
 from twotower.core.files import atomic_write_bytes
 from twotower.core.workspace import Workspace
@@ -108,21 +108,26 @@ def is_applied(settings: Settings, ws: Workspace) -> bool:
     return _read_stamp(ws) == applied_state(settings, ws) and spec_path(ws).is_file()
 
 
-def apply(settings: Settings, ws: Workspace, *, force: bool = False) -> str:
+def apply(settings: Settings, ws: Workspace, *, force: bool = False, keep: tuple[FeatureSpec, str] | None = None) -> str:
     """``feast apply`` of the feature repo against the workspace (idempotent). Returns Feast's output.
 
     Skipped (unless ``force``) when nothing it reads changed since the platform's last apply:
     the feature repo's files, the effective yaml and the registry itself (``applied_state``).
     The nightly publish thus pays for Feast's CLI only when the declarations moved; a registry
-    anyone else wrote, a copied workspace or a new online store applies again.
+    anyone else wrote, a copied workspace or a new online store applies again. ``keep`` = (a
+    served model's spec, its name): the repo must still declare its tower inputs
+    (``FeatureSetChanged`` otherwise, before Feast writes anything, so serving goes on).
     """
     path = prepare(settings, ws)
     adopt_copied_registry(ws)
     if not force and is_applied(settings, ws):
+        if keep is not None:
+            check_spec(keep[0], applied_spec(ws), keep[1])
         return "feast apply: the feature repo, the yaml and the registry are unchanged since the last apply; skipped"
-    # One fresh interpreter: the spec is derived first, and a repo the towers cannot use is
-    # refused before Feast writes anything; then the real `feast apply` runs.
-    output = apply_repo(feature_repo(settings), settings.features, ws.root, path, spec_path(ws), feast_env(settings, ws))
+    # One fresh interpreter: the spec is derived (and checked against ``keep``) first, and a repo
+    # the towers cannot use is refused before Feast writes anything; then the real `feast apply`.
+    output = apply_repo(feature_repo(settings), settings.features, ws.root, path, spec_path(ws),
+                        feast_env(settings, ws), keep)  # fmt: skip
     record_applied(settings, ws)
     return output
 

@@ -4,8 +4,10 @@
 ``get_feature_view``, ``get_entity``): a ``FeatureStore`` on an applied registry, or the
 objects of a repo parsed by ``feast.repo_operations.parse_repo``. ``of_repo`` parses a repo in
 a fresh interpreter (Feast imports each repo file as a top-level module, so two repos with a
-``feature_views.py`` cannot be parsed in one process) and is what ``apply`` checks before it
-writes anything; the spec of the last apply is ``<workspace>/feast/spec.json``.
+``feature_views.py`` cannot be parsed in one process). ``apply_repo`` derives, checks (against a
+served model's spec too, when given) and applies in one such process, so a repo the towers
+cannot use is refused before Feast writes anything; the spec of the last apply is
+``<workspace>/feast/spec.json``.
 
 Each mistake is a ``UserError`` naming the setting, service, view, field and value.
 """
@@ -21,8 +23,8 @@ import tempfile
 from pathlib import Path
 
 from twotower.core.imports import FEAST_TYPECHECKS
-from twotower.core.errors import UserError
-from twotower.core.features import CONTEXT, KINDS, Feature, FeatureSpec, Source, Tower
+from twotower.core.errors import FeatureSetChanged, UserError
+from twotower.core.features import CONTEXT, KINDS, Feature, FeatureSpec, Source, Tower, check_spec
 from twotower.core.sections import FeatureSettings
 
 _INTS, _FLOATS = ("Int32", "Int64"), ("Float32", "Float64")
@@ -257,7 +259,10 @@ def _child(repo: Path, fs: FeatureSettings, workspace: Path | None, extra: list[
         )  # fmt: skip
     if proc.returncode == 2:
         message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        raise UserError(f"feature repo {repo}: {message.removeprefix('UserError: ')}")
+        kind, _, text = message.partition(": ")
+        if kind == "FeatureSetChanged":
+            raise FeatureSetChanged(text)
+        raise UserError(f"feature repo {repo}: {text if kind == 'UserError' else message}")
     return proc
 
 
@@ -270,11 +275,17 @@ def of_repo(repo: Path, fs: FeatureSettings, workspace: Path | None = None) -> F
     return spec.bind(Path(workspace).resolve()) if workspace is not None else spec
 
 
-def apply_repo(repo: Path, fs: FeatureSettings, workspace: Path, yaml_path: Path, spec_out: Path, env: dict) -> str:
+def apply_repo(repo: Path, fs: FeatureSettings, workspace: Path, yaml_path: Path, spec_out: Path, env: dict,
+               keep: tuple[FeatureSpec, str] | None = None) -> str:  # fmt: skip
     """Derive the repo's spec and, only if the towers can use it, ``feast apply`` it - one fresh
     interpreter for both (the real Feast CLI command, called in that process); the spec is
-    written to ``spec_out`` after Feast succeeded. Returns Feast's output."""
-    proc = _child(repo, fs, workspace, ["--apply", str(yaml_path), str(spec_out)], env)
+    written to ``spec_out`` after Feast succeeded. ``keep`` = (a served model's spec, what to
+    call it): refused with ``FeatureSetChanged`` unless the repo declares the same tower inputs.
+    Returns Feast's output."""
+    extra = ["--apply", str(yaml_path), str(spec_out)]
+    if keep is not None:
+        extra += ["--keep", json.dumps(keep[0].to_dict()), keep[1]]
+    proc = _child(repo, fs, workspace, extra, env)
     if proc.returncode != 0:
         raise UserError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
     return proc.stdout
@@ -317,9 +328,17 @@ def _apply(spec: FeatureSpec, workspace: Path, yaml_path: str, spec_out: str) ->
 
 
 def _main(argv: list[str]) -> int:
+    import argparse
+
     from feast.repo_operations import parse_repo
 
-    repo, settings = Path(argv[0]), FeatureSettings.model_validate_json(argv[1])
+    parser = argparse.ArgumentParser(prog="python -m twotower.feature_store.spec")
+    parser.add_argument("repo", type=Path)
+    parser.add_argument("settings", type=FeatureSettings.model_validate_json)
+    parser.add_argument("--apply", nargs=2, metavar=("YAML", "SPEC_OUT"))
+    parser.add_argument("--keep", nargs=2, metavar=("SPEC_JSON", "WHERE"))
+    args = parser.parse_args(argv)
+    repo, settings = args.repo, args.settings
     sys.path.insert(0, str(repo))
     try:
         contents = parse_repo(repo)
@@ -339,9 +358,14 @@ def _main(argv: list[str]) -> int:
                 source["path"] = str((repo / source["path"]).resolve())
     # paths under the workspace are stored relative to it (FeatureSpec.bind)
     spec = FeatureSpec.from_dict(data).bind(Path(workspace).resolve()) if workspace else FeatureSpec.from_dict(data)
-    if argv[2:3] == ["--apply"]:
+    if args.apply:
         try:
-            return _apply(spec, Path(workspace).resolve(), argv[3], argv[4])
+            if args.keep:
+                check_spec(FeatureSpec.from_dict(json.loads(args.keep[0])), spec, args.keep[1])
+            return _apply(spec, Path(workspace).resolve(), *args.apply)
+        except FeatureSetChanged as exc:
+            print(f"FeatureSetChanged: {exc}", file=sys.stderr)
+            return 2
         except UserError as exc:
             print(f"UserError: {exc}", file=sys.stderr)
             return 2

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from annoy import AnnoyIndex
 
-from twotower.core.features import id_array
+from twotower.core.encode import id_array
 from twotower.core.progress import progress
 
 logger = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from typing import Callable
 import numpy as np
 
 from twotower.index import item_index
-from twotower.core.features import id_array
+from twotower.core.encode import id_array
 from twotower.index.item_index import IDS_FILE, META_FILE, VECTORS_FILE
 from twotower.index.shard_plan import ShardPlan, plan_shards
 from twotower.core.config import IndexSettings

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from twotower.core.features import id_key_array
+from twotower.core.encode import id_key_array
 
 from twotower.core.errors import UserError
 
@@ -34,7 +34,7 @@ _M64 = [np.uint64(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049B
 
 
 def item_hash(item_ids: np.ndarray) -> np.ndarray:
-    """splitmix64 of each item ID's key (uint64; string IDs hashed first, ``features.id_key_array``);
+    """splitmix64 of each item ID's key (uint64; string IDs hashed first, ``encode.id_key_array``);
     the same on every process, machine and day."""
     x = id_key_array(item_ids).astype(np.uint64) + _M64[0]
     x = (x ^ (x >> np.uint64(30))) * _M64[1]

@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from twotower.core import schema
-from twotower.core.features import Feature, FeatureSpec, Tower, hash_strings
+from twotower.core.encode import hash_strings
+from twotower.core.features import Feature, FeatureSpec, Tower
 from twotower.ingest.columns import (
     INT32_MAX,
     INT64_MAX,

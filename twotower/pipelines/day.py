@@ -11,16 +11,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta, timezone
 from pathlib import Path
 
-
 import numpy as np
 import pandas as pd
 
 from materialize.sources import tower_frame
 from twotower.core.errors import UserError
-from twotower.core.features import FeatureSpec, id_array, id_keys
+from twotower.core.encode import id_array, id_keys
+from twotower.core.features import FeatureSpec
 from twotower.core.files import atomic_write_bytes
 from twotower.core.workspace import Workspace
-
 
 
 class PromotionRefused(UserError):
@@ -35,6 +34,13 @@ class DayWork:
 
     ws: Workspace
     day: date
+    _known: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def known(self, spec: FeatureSpec) -> "Known":
+        """``known(spec, ws, day)``, read once for the steps of this day's run."""
+        if spec not in self._known:
+            self._known[spec] = known(spec, self.ws, self.day)
+        return self._known[spec]
 
     @property
     def root(self) -> Path:

@@ -19,21 +19,22 @@ from materialize.item_vectors import export_item_vectors
 from materialize.prepare import PreparedDay, SUCCESS, prepare_day
 from materialize.user_embeddings import materialize_generation, write_offline
 from tfrs_models.catalog import ItemCatalog
-from tfrs_models.checkpoint import check_spec, load_model, save_model, saved_spec
+from tfrs_models.checkpoint import load_model, save_model, saved_spec
 from tfrs_models.evaluate import id_diagnostics, popularity_recall_at_k, recall_at_k
 from tfrs_models.export import export_user_tower, item_vectors, user_id_embedding_table, user_vectors
 from tfrs_models.training import numeric_stats, train_full
 from twotower import feature_store
 from twotower.core import generations as gens
 from twotower.core.config import Settings
-from twotower.core.features import FeatureSpec, architecture_changes, id_keys
+from twotower.core.encode import id_keys
+from twotower.core.features import FeatureSpec, architecture_changes
 from twotower.core.files import atomic_path, staged_dir
 from twotower.core.workspace import Workspace
 from twotower.index import item_index
 from twotower.index.item_index import load_meta
 from twotower.index.shard_build import build_index
 from twotower.index.sharded_index import load_vectors, manifest_summary, open_index
-from twotower.pipelines.day import DayWork, PromotionRefused, day_bounds, known
+from twotower.pipelines.day import DayWork, PromotionRefused, day_bounds
 from validation import raise_if_failed, validate_day
 
 logger = logging.getLogger(__name__)
@@ -70,12 +71,10 @@ def features(settings: Settings, ws: Workspace, served: gens.Manifest | None, fr
     """``feast apply`` of the feature repo (skipped while unchanged) and the towers' spec from it;
     refused (``FeatureSetChanged``, before any data is read) when the served model takes other
     inputs and ``fresh`` was not asked for."""
+    keep = None
     if served is not None and not fresh:  # checked before the registry changes: serving goes on
-        feature_store.prepare(settings, ws)
-        now = feature_store.applied_spec(ws) if feature_store.is_applied(settings, ws) else feature_store.read_spec(settings, ws)
-        checkpoint = gens.directory(ws, served.id) / served.paths["checkpoint"]
-        check_spec(saved_spec(checkpoint), now, f"the served generation {served.id}")
-    feature_store.apply(settings, ws)
+        keep = (saved_spec(gens.directory(ws, served.id) / served.paths["checkpoint"]), f"the served generation {served.id}")
+    feature_store.apply(settings, ws, keep=keep)
     spec = feature_store.applied_spec(ws)
     logger.info(f"features: user tower {', '.join(f.name for f in spec.user.features)} + {', '.join(spec.context)}; "
                 f"item tower {', '.join(f.name for f in spec.item.features)}")  # fmt: skip
@@ -97,7 +96,7 @@ def _load_served_model(settings: Settings, ws: Workspace, served: gens.Manifest 
 
 
 def train(settings: Settings, ws: Workspace, work: DayWork, prepared, served, spec: FeatureSpec) -> None:
-    now = known(spec, ws, work.day)
+    now = work.known(spec)
     directory = ws.tfrecords_dir(work.day)
     frequencies = pd.read_parquet(directory / prepared.frequencies)
     catalog = ItemCatalog.from_frames(now.items, spec.item, frequencies)
@@ -139,7 +138,7 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask) -> 
     with atomic_path(work.popular) as tmp:
         popular.to_parquet(tmp, index=False)
 
-    items = known(spec, ws, work.day).items
+    items = work.known(spec).items
     ids, vectors = export_item_vectors(dask.get(), work.checkpoint, items, settings.model, spec, settings.dask.partitions)
     logger.info(f"export: {len(ids):,} item vectors")
     holdout = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
@@ -182,7 +181,7 @@ def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served)
         logger.info(f"evaluate: {served.id} takes other tower inputs; no parent comparison (a fresh model)")
         old = None
     if old is not None:
-        items = known(model.spec.bind(ws.root), ws, work.day).items
+        items = work.known(model.spec.bind(ws.root)).items
         old_labels, old_vectors = item_vectors(old, items)
         old_ids = id_keys(old_labels, old.spec.item.id_type, "items")
         parent = recall_at_k(user_vectors(old, holdout), positives, old_ids, old_vectors)

@@ -41,7 +41,7 @@ from tfrs_models.training import IncrementalTrainer
 from tfrs_models.vocab import IdVocab
 from twotower.core import generations as gens
 from twotower.core.config import Settings
-from twotower.core.features import id_array, id_keys
+from twotower.core.encode import id_array, id_keys
 from twotower.core.timeutil import datetime_us, to_us
 from twotower.core.workspace import Workspace
 from twotower.pipelines.day import day_bounds

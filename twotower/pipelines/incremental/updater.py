@@ -36,7 +36,7 @@ from twotower.core.files import Timeout, atomic_write_bytes, file_lock
 from twotower.core import generations as gens
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
-from twotower.core.features import id_keys
+from twotower.core.encode import id_keys
 from twotower.pipelines.incremental.chain import Chain
 from twotower.pipelines.incremental.examples import OfflineTables, RecentRankedOut, micro_batch_examples
 from twotower.pipelines.incremental.freshness import FreshnessRecorder
