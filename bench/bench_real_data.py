@@ -117,7 +117,7 @@ def summarise(scored: pd.DataFrame) -> dict:
         if len(ranks) == 0:
             return {"clicks": 0}
         hit = {f"recall@{k}": round(float(np.mean((ranks >= 0) & (ranks < k))), 4) for k in K}
-        gain = np.where((ranks >= 0) & (ranks < TOP), 1.0 / np.log2(np.maximum(ranks, 0) + 2.0), 0.0)
+        gain = np.where((ranks >= 0) & (ranks < TOP), 1.0 / np.log2(ranks + 2.0), 0.0)
         return {"clicks": int(len(ranks)), **hit, f"ndcg@{TOP}": round(float(gain.mean()), 4)}
 
     parts = {"all": scored, "warm_users": scored[scored.warm], "cold_users": scored[~scored.warm],
