@@ -52,6 +52,36 @@ def test_file_log_reads_in_order_after_a_position_and_commits(tmp_path):
         log.read("10", 1)
 
 
+@pytest.fixture(params=["file", "redis"])
+def stream(request, tmp_path):
+    if request.param == "file":
+        yield FileEventLog(tmp_path / "events")
+        return
+    from incremental_support import redis_server
+    from twotower.core.config import StreamSettings
+    from twotower.stream.redis_streams import RedisEventStream
+
+    with redis_server() as port:
+        stream = RedisEventStream(StreamSettings(type="redis", redis_port=port, name="events"))
+        yield stream
+        stream.close()
+
+
+def test_the_window_before_a_position_is_what_a_consumer_there_has_read(stream):
+    """A resumed updater rebuilds its hard-negative window with ``read_before(position)``: it must
+    be the tail of what an uninterrupted reader consumed up to that position, the entry at the
+    position included (a Redis position is the ID of the last entry read)."""
+    stream.append(events(5))
+    stream.append(events(4, start=5))
+    position, consumed = stream.beginning, []
+    while len(batch := stream.read(position, 3)):
+        consumed += batch.events["event_id"].tolist()
+        position = batch.end
+        for count in (1, 4, 20):
+            assert stream.read_before(position, count)["event_id"].tolist() == consumed[-count:], (position, count)
+    assert consumed == list(range(9)) and stream.read_before(stream.beginning, 5).empty
+
+
 def test_a_bad_append_names_the_column_and_writes_nothing(tmp_path):
     log = FileEventLog(tmp_path / "events")
     log.append(events(3))

@@ -104,7 +104,9 @@ class EventStream(ABC):
 
     @abstractmethod
     def read_before(self, position: str, count: int) -> pd.DataFrame:
-        """The (up to) ``count`` entries just before ``position``, in stream order."""
+        """The (up to) ``count`` entries just before ``position``, in stream order: the last
+        ``count`` of everything a consumer at ``position`` has read (what ``read`` returns after it
+        does not overlap them)."""
 
     @abstractmethod
     def end(self) -> str:

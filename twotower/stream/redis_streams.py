@@ -99,7 +99,8 @@ class RedisEventStream(EventStream):
     def read_before(self, position: str, count: int) -> pd.DataFrame:
         if position == self.beginning or count <= 0:
             return empty_events()
-        entries = self.client.xrevrange(self.key, max=f"({position}", min="-", count=count)
+        # A position is the ID of the last entry processed: that entry is before the next batch.
+        entries = self.client.xrevrange(self.key, max=position, min="-", count=count)
         return self._frame(entries[::-1])
 
     def end(self) -> str:
