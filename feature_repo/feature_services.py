@@ -5,12 +5,12 @@ here plus the model, never a list of feature names copied into the request path.
 """
 
 from feast import FeatureService
-from feature_views import item_profile, user_id_embedding, user_profile
+from feature_views import item_profile, user_id_embedding, user_profile, user_recent_clicks
 
 user_tower = FeatureService(
     name="user_tower",
-    features=[user_profile, user_id_embedding],
-    description="Online inputs of the user tower: profile + ID embedding (with its generation)",
+    features=[user_profile, user_id_embedding, user_recent_clicks],
+    description="Online inputs of the user tower: profile + ID embedding (with its generation) + recent clicks",
 )
 
 user_tower_profile = FeatureService(

@@ -13,7 +13,7 @@ from datetime import timedelta
 from entities import embedding_slot, item, user
 from feast import FeatureView, Field
 from feast.types import Array, Float32, Float64, Int32, Int64, String  # noqa: F401  (every dtype a field may take)
-from sources import items_source, user_id_embedding_push, users_source
+from sources import items_source, user_id_embedding_push, user_recent_clicks_push, users_source
 
 # Profiles stay valid until replaced; the TTL only bounds point-in-time look-back.
 PROFILE_TTL = timedelta(days=3650)
@@ -57,5 +57,16 @@ user_id_embedding = FeatureView(
         Field(name="generation", dtype=String),
     ],
     source=user_id_embedding_push,
+    online=True,
+)
+
+# The platform's own view of each user's recently clicked items (features.history_view): not a
+# tower input; serving reads it to leave out what the user already clicked (exclude_seen).
+user_recent_clicks = FeatureView(
+    name="user_recent_clicks",
+    entities=[user],
+    ttl=timedelta(days=30),
+    schema=[Field(name="items", dtype=Array(Int64))],
+    source=user_recent_clicks_push,
     online=True,
 )

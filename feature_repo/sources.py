@@ -38,3 +38,13 @@ user_id_embedding_batch = FileSource(
 
 # Training writes fresh user ID embeddings straight into the online store through this source.
 user_id_embedding_push = PushSource(name="user_id_embedding_push", batch_source=user_id_embedding_batch)
+
+user_recent_clicks_batch = FileSource(
+    name="user_recent_clicks_batch",
+    path=str(OFFLINE / "recent_clicks"),
+    timestamp_field="event_timestamp",
+    created_timestamp_column="created_timestamp",
+    description="Each user's recently clicked items as of each full update (one parquet file per day)",
+)
+# The incremental update pushes each user's list, merged with their new clicks, through this source.
+user_recent_clicks_push = PushSource(name="user_recent_clicks_push", batch_source=user_recent_clicks_batch)

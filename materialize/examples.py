@@ -63,9 +63,14 @@ def item_frequencies(events: pd.DataFrame, item_ids=None, smoothing: float = 1.0
         s = smoothing
     else:
         s = 0.0
+    return click_shares(counts, s)
+
+
+def click_shares(counts: pd.Series, smoothing: float = 1.0) -> pd.DataFrame:
+    """Clicks per item key -> the frequency table (``item_id``, ``clicks``, ``prob``), sorted by key."""
     counts = counts.sort_index()
-    total = float(counts.sum()) + s * len(counts)
-    prob = (counts.to_numpy(np.float64) + s) / total if total > 0 else np.zeros(len(counts))
+    total = float(counts.sum()) + smoothing * len(counts)
+    prob = (counts.to_numpy(np.float64) + smoothing) / total if total > 0 else np.zeros(len(counts))
     return pd.DataFrame(
         {"item_id": counts.index.to_numpy(np.int64), "clicks": counts.to_numpy(np.int64), "prob": prob.astype(np.float32)}
     )

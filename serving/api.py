@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 from fastapi import Depends, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 from starlette.exceptions import HTTPException
 
 from serving.recall import PATHS
@@ -67,6 +67,7 @@ def batch_request_model(max_batch: int, max_k: int, default_k: int, id_type: str
         model_config = ConfigDict(extra="forbid")
         user_ids: list[Id] = Field(min_length=1, max_length=max_batch, description=f"1..{max_batch} user IDs")
         k: StrictInt = Field(default_k, ge=1, le=max_k, description=f"items per user, 1..{max_k}")
+        exclude_seen: StrictBool | None = Field(None, description="leave out each user's recently clicked items")
 
     return RecallBatchRequest
 
@@ -125,6 +126,11 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
     return JSONResponse({"error": str(exc.detail), "detail": []}, status_code=exc.status_code, headers=exc.headers)
+
+
+async def user_error(request: Request, exc: Exception) -> JSONResponse:
+    """A request the served generation cannot answer as asked (e.g. exclude_seen without a history view)."""
+    return JSONResponse({"error": str(exc), "detail": []}, status_code=400)
 
 
 async def internal_error(request: Request, exc: Exception) -> JSONResponse:

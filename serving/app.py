@@ -30,6 +30,7 @@ from serving.retriever import Retriever
 from serving.watcher import GenerationWatcher
 from twotower.core import generations as gens
 from twotower.core.config import Settings, load_settings
+from twotower.core.errors import UserError
 from twotower.core.workspace import Workspace
 
 log = logging.getLogger("serving")
@@ -79,6 +80,7 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
     )
     app.add_exception_handler(RequestValidationError, api.validation_error)
     app.add_exception_handler(HTTPException, api.http_error)
+    app.add_exception_handler(UserError, api.user_error)
     app.add_exception_handler(Exception, api.internal_error)
     app.add_middleware(Guard, max_body_bytes=s.max_body_bytes, metrics=metrics,
                        max_url_bytes=s.max_url_bytes, max_header_bytes=s.max_header_bytes)  # fmt: skip
@@ -98,25 +100,28 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
         QueryId = Annotated[int, Query(ge=api.INT64_MIN, le=api.INT64_MAX, description="int64 user ID")]
     errors = api.error_responses()
 
-    def one(user_id, k: int) -> Response:
-        result = state["retriever"].recall_batch([user_id], k)
+    Exclude = Annotated[bool | None, Query(description="leave out the user's recently clicked items (default: "
+                                                   f"serving.exclude_seen = {str(s.exclude_seen).lower()})")]  # fmt: skip
+
+    def one(user_id, k: int, exclude_seen: bool | None) -> Response:
+        result = state["retriever"].recall_batch([user_id], k, exclude_seen=exclude_seen)
         metrics.observe_batch(result)
         return _json(result.recalls[0].to_json())
 
-    @app.get("/recall/{user_id}", response_model=api.RecallResponse, responses=errors, dependencies=[api.known_query("k")])
-    async def recall_path(user_id: PathId, k: K = s.default_k):
+    @app.get("/recall/{user_id}", response_model=api.RecallResponse, responses=errors, dependencies=[api.known_query("k", "exclude_seen")])
+    async def recall_path(user_id: PathId, k: K = s.default_k, exclude_seen: Exclude = None):
         """Top-k items of one user (this channel's candidates)."""
-        return one(user_id, k)
+        return one(user_id, k, exclude_seen)
 
-    @app.get("/recall", response_model=api.RecallResponse, responses=errors, dependencies=[api.known_query("user_id", "k")])
-    async def recall_query(user_id: QueryId, k: K = s.default_k):
+    @app.get("/recall", response_model=api.RecallResponse, responses=errors, dependencies=[api.known_query("user_id", "k", "exclude_seen")])
+    async def recall_query(user_id: QueryId, k: K = s.default_k, exclude_seen: Exclude = None):
         """Same as ``/recall/{user_id}``, with the ID as a query parameter."""
-        return one(user_id, k)
+        return one(user_id, k, exclude_seen)
 
     @app.post("/recall", response_model=api.BatchResponse, responses=errors, dependencies=[api.known_query()])
     async def recall_batch(request: Annotated[Batch, Body()]):  # type: ignore[valid-type]
         """Top-k of up to ``serving.max_batch`` users: one online read, one tower forward, one generation."""
-        result = state["retriever"].recall_batch(request.user_ids, request.k)
+        result = state["retriever"].recall_batch(request.user_ids, request.k, exclude_seen=request.exclude_seen)
         metrics.observe_batch(result)
         top = {"generation": result.generation, "channel": s.channel}
         if result.degraded is not None:

@@ -35,6 +35,7 @@ from twotower.core.encode import encode, id_keys
 from twotower.core.features import FeatureSpec
 
 EMBEDDING, GENERATION = "embedding", "generation"  # the fields of features.embedding_view
+HISTORY = "items"  # the field of features.history_view: the user's recently clicked items
 logger = logging.getLogger(__name__)
 SLOT = "embedding_slot"
 
@@ -96,6 +97,7 @@ class OnlineRows:
     features: dict[str, np.ndarray]  # declared user feature -> encoded values [n] / [n, width]
     embeddings: list  # float32 [d] or None per user
     generations: list  # str or None per user
+    histories: list  # recently clicked item IDs (newest first) or None per user (features.history_view)
 
     @classmethod
     def missing(cls, user_ids: Sequence, spec: FeatureSpec) -> "OnlineRows":
@@ -117,6 +119,7 @@ class OnlineRows:
             user_ids=list(user_ids), keys=id_keys(np.asarray(list(user_ids)), user.id_type, "user_id"),
             has_profile=has_profile, features={f.name: encode(f, cols[f.name], "online store") for f in user.features},
             embeddings=embeddings, generations=list(cols[GENERATION]),
+            histories=list(cols.get(HISTORY) or [None] * len(user_ids)) if spec.history_view else [None] * len(user_ids),
         )  # fmt: skip
 
 
@@ -182,9 +185,10 @@ class DirectReader:
             self._views[spec] = resolve(self.store, spec)
         return self._views[spec]
 
-    def read(self, user_ids: Sequence, slot: int, spec: FeatureSpec) -> OnlineRows:
-        """The users' online rows; ``OnlineStoreError`` if the store cannot answer."""
-        views = self.views(spec)
+    def read(self, user_ids: Sequence, slot: int, spec: FeatureSpec, history: bool = False) -> OnlineRows:
+        """The users' online rows; ``OnlineStoreError`` if the store cannot answer. ``history``:
+        also their recently clicked items (one more read, only when a request excludes them)."""
+        views = [v for v in self.views(spec) if history or v.view.name != spec.history_view]
         try:
             return self._read(user_ids, slot, spec, views)
         except self.errors as exc:
@@ -229,7 +233,7 @@ class SdkReader:
         self._checked: set[FeatureSpec] = set()
         self.errors = _store_errors()
 
-    def read(self, user_ids: Sequence, slot: int, spec: FeatureSpec) -> OnlineRows:
+    def read(self, user_ids: Sequence, slot: int, spec: FeatureSpec, history: bool = False) -> OnlineRows:
         if spec not in self._checked:
             resolve(self.store, spec)  # same checks as DirectReader
             self._checked.add(spec)

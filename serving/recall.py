@@ -106,6 +106,12 @@ def plan(online: OnlineRows, generation: str, tower) -> TowerInputs:
     return TowerInputs(paths, np.asarray(rows, dtype=np.int64), out, mismatched)
 
 
+def unseen(ids: np.ndarray, scores: np.ndarray, seen: list, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``k`` results that are not in ``seen`` (the user's recently clicked item IDs)."""
+    keep = ~np.isin(ids, np.asarray(seen, dtype=ids.dtype))
+    return ids[keep][:k], scores[keep][:k]
+
+
 def user_vectors(online: OnlineRows, inputs: TowerInputs, tower, context: dict[str, int]) -> np.ndarray:
     """One batched tower forward for every user with a profile: unit vectors ``a``.
 

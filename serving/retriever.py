@@ -19,7 +19,7 @@ from typing import Iterator, Sequence
 from serving import generation as loaded
 from serving.online import OnlineRows, OnlineStoreError
 from serving.online_health import OnlineHealth
-from serving.recall import POPULAR, Recall, plan, user_vectors
+from serving.recall import POPULAR, Recall, plan, unseen, user_vectors
 from twotower.core import generations as gens
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
@@ -106,28 +106,35 @@ class Retriever:
             raise UserError(f"k must be between 1 and serving.max_k={self.settings.serving.max_k}, got {k}")
         return k
 
-    def recall(self, user_id, k: int | None = None, hour: int | None = None) -> Recall:
-        return self.recall_batch([user_id], k, hour).recalls[0]
+    def recall(self, user_id, k: int | None = None, hour: int | None = None, exclude_seen: bool | None = None) -> Recall:
+        return self.recall_batch([user_id], k, hour, exclude_seen).recalls[0]
 
-    def recall_batch(self, user_ids: Sequence, k: int | None = None, hour: int | None = None) -> BatchResult:
+    def recall_batch(self, user_ids: Sequence, k: int | None = None, hour: int | None = None,
+                     exclude_seen: bool | None = None) -> BatchResult:  # fmt: skip
         """Top-k of each user, all from one generation: one online read, one tower forward.
 
         ``user_ids`` as the user entity declares them (int or str); ``hour``: the request's hour
-        of day (default: now, UTC)."""
+        of day (default: now, UTC); ``exclude_seen`` (default ``serving.exclude_seen``): leave
+        out the items the user clicked recently (``features.history_view``), still k of them."""
         k = self.check_k(self.settings.serving.default_k if k is None else k)
+        exclude = self.settings.serving.exclude_seen if exclude_seen is None else exclude_seen
         now = time.gmtime()
         context = {"hour": now.tm_hour if hour is None else hour, "weekday": now.tm_wday}
         with self.lease() as gen:
-            return self._recall(gen, user_ids, k, context)
+            if exclude and not gen.tower.spec.history_view:
+                raise UserError(f"exclude_seen: generation {gen.id} has no history view: the feature repo's user "
+                                f"service must include {self.settings.features.history_view!r} (features.history_view)")  # fmt: skip
+            return self._recall(gen, user_ids, k, context, exclude)
 
-    def _read_online(self, user_ids: Sequence, gen: loaded.LoadedGeneration) -> tuple[OnlineRows, str | None, bool]:
+    def _read_online(self, user_ids: Sequence, gen: loaded.LoadedGeneration,
+                     history: bool = False) -> tuple[OnlineRows, str | None, bool]:  # fmt: skip
         """(rows, why degraded or None, whether a read failed now); never raises for the store."""
         health = self.online_health
         spec = gen.tower.spec
         if not health.should_try():
             return OnlineRows.missing(user_ids, spec), health.reason(), False
         try:
-            rows = self.reader.read(user_ids, gen.slot, spec)
+            rows = self.reader.read(user_ids, gen.slot, spec, history)
         except OnlineStoreError as exc:
             return OnlineRows.missing(user_ids, spec), health.failed(str(exc)), True
         health.succeeded()
@@ -140,9 +147,10 @@ class Retriever:
             self._read_online(["0"] if gen.tower.spec.user.id_type == "string" else [0], gen)
         return self.online_health.describe()
 
-    def _recall(self, gen: loaded.LoadedGeneration, user_ids: Sequence, k: int, context: dict[str, int]) -> BatchResult:
+    def _recall(self, gen: loaded.LoadedGeneration, user_ids: Sequence, k: int, context: dict[str, int],
+                exclude: bool = False) -> BatchResult:  # fmt: skip
         t0 = time.perf_counter()
-        online, degraded, failed = self._read_online(user_ids, gen)
+        online, degraded, failed = self._read_online(user_ids, gen, exclude)
         t1 = time.perf_counter()
         inputs = plan(online, gen.id, gen.tower)
         vectors = user_vectors(online, inputs, gen.tower, context)
@@ -152,11 +160,20 @@ class Retriever:
         j = 0
         for i, uid in enumerate(online.user_ids):
             path = inputs.paths[i]
+            seen = online.histories[i] if exclude else None
+            want = k + len(seen) if seen else k
             if path == POPULAR:
-                ids, scores = gen.popular_ids[:k], gen.popular_scores[:k]
+                ids, scores = gen.popular_ids[:want], gen.popular_scores[:want]
             else:
-                ids, scores = gen.index.query(vectors[j], k)
+                ids, scores = gen.index.query(vectors[j], want)
+                for _ in range(3 if seen else 0):  # the ANN may answer short of k once seen items are gone
+                    if len(unseen(ids, scores, seen, k)[0]) == k:
+                        break
+                    want *= 2
+                    ids, scores = gen.index.query(vectors[j], want)
                 j += 1
+            if seen:
+                ids, scores = unseen(ids, scores, seen, k)
             recalls.append(Recall(uid, ids, scores, gen.id, channel, path, degraded))
         t3 = time.perf_counter()
         timings = {"online": t1 - t0, "tower": t2 - t1, "index": t3 - t2}

@@ -91,13 +91,15 @@ def user_id_of(value: str, id_type: str):
     return uid
 
 
-def recall(settings: Settings, user_id: str, k: int | None = None, as_json: bool = False) -> list[str]:
+def recall(settings: Settings, user_id: str, k: int | None = None, as_json: bool = False,
+           exclude_seen: bool | None = None) -> list[str]:  # fmt: skip
     """One user's recall in-process; the lines ``twotower recall`` prints."""
     from serving.retriever import Retriever
 
     retriever = Retriever.open(settings, Workspace(settings.workspace))
     try:
-        result = retriever.recall(user_id_of(str(user_id), retriever.current.tower.spec.user.id_type), k)
+        result = retriever.recall(user_id_of(str(user_id), retriever.current.tower.spec.user.id_type), k,
+                                  exclude_seen=exclude_seen)  # fmt: skip
     finally:
         retriever.close()
     if as_json:

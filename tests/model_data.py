@@ -40,7 +40,7 @@ def default_spec():
     """The feature spec of the package's own feature repo (the simulator's world)."""
     from twotower.core.config import FeatureSettings
     from twotower.feature_store import FEATURE_REPO
-    from twotower.feature_store.spec import of_repo
+    from twotower.feature_store.repo import of_repo
 
     return of_repo(FEATURE_REPO, FeatureSettings())
 

@@ -24,13 +24,17 @@ DAYS = (date(2026, 11, 1), date(2026, 11, 2))
 WORLD = dict(users=400, items=300, days=2, seed=11)
 
 
+def _world_settings(root: Path) -> Settings:
+    # Serving is under test, not the promotion check: day 2 is published whatever its recall.
+    return load_settings(workspace=root, full_update={"promotion_min_ratio": 0.0})
+
+
 def build_two_generations(root: Path) -> tuple[Settings, Workspace, list[str]]:
     """simulate + two real full updates: generations g1 (day 1) and g2 (day 2, served)."""
     from twotower.pipelines import full_update
     from twotower.research.simulate import simulate
 
-    # Serving is under test, not the promotion check: day 2 is published whatever its recall.
-    settings = load_settings(workspace=root, full_update={"promotion_min_ratio": 0.0})
+    settings = _world_settings(root)
     ws = Workspace(settings.workspace)
     simulate(settings, ws, **WORLD)
     ids = [full_update.run(settings, ws, day).generation for day in DAYS]
@@ -41,12 +45,27 @@ _SHARED: dict = {}
 
 
 def shared_world(tmp_path_factory) -> tuple[Settings, Workspace, list[str]]:
-    """The two-generation world, built once per test session for every serving module.
+    """The two-generation world, built once per test session for every serving module - once
+    for all pytest-xdist workers too: the first builds it under a file lock in the session's
+    common temporary directory, the others wait for it and read it.
 
     Read-only for tests: anything that writes (online rows, CURRENT) works on ``copy_world``.
     """
     if "world" not in _SHARED:
-        _SHARED["world"] = build_two_generations(tmp_path_factory.mktemp("serving_world") / "ws")
+        import json
+
+        from filelock import FileLock
+
+        base = tmp_path_factory.getbasetemp()
+        root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "serving_world"
+        done = root / "generations.json"
+        with FileLock(f"{root}.lock"):
+            if not done.exists():
+                shutil.rmtree(root, ignore_errors=True)
+                _, _, ids = build_two_generations(root / "ws")
+                done.write_text(json.dumps(ids))
+        settings = _world_settings(root / "ws")
+        _SHARED["world"] = settings, Workspace(settings.workspace), json.loads(done.read_text())
     return _SHARED["world"]
 
 

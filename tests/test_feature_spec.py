@@ -14,7 +14,7 @@ from model_data import small_settings
 from twotower.core.config import FeatureSettings
 from twotower.core.errors import UserError
 from twotower.feature_store import FEATURE_REPO
-from twotower.feature_store.spec import of_repo
+from twotower.feature_store.repo import of_repo
 
 ADD_ACTIVITY = (
     '        Field(name="interest_tags", dtype=Array(Int32), tags={"buckets": "1024", "max_len": "3"}),\n',
@@ -41,6 +41,7 @@ def test_the_package_repo_declares_the_simulator_world():
     assert (spec.user.feature("age_bucket").min, spec.user.feature("age_bucket").max) == (0, 6)
     assert [f.name for f in spec.item.features] == ["category", "tags", "author_id"]
     assert (spec.user.join_key, spec.user.id_type, spec.context) == ("user_id", "int", ("hour",))
+    assert spec.history_view == "user_recent_clicks"  # the platform's own view: not a tower input
 
 
 def test_adding_a_feature_is_a_one_file_change_that_reaches_the_towers(tmp_path, small_world):
@@ -106,6 +107,9 @@ def test_adding_a_feature_is_a_one_file_change_that_reaches_the_towers(tmp_path,
     ("an argument Feast's type checks refuse", ('Field(name="author_id", dtype=Int64, tags={"buckets": "4096"})',
                                                  'Field(name=4096, dtype=Int64)'), "feature_views.py",
      'argument "name" (int) is not an instance of str'),
+    ("a history view of the wrong item type", ('schema=[Field(name="items", dtype=Array(Int64))]',
+                                                'schema=[Field(name="items", dtype=Array(String))]'), "feature_views.py",
+     "view 'user_recent_clicks' (features.history_view): needs field 'items' of type Array(Int64)"),
     ("declarations that do not import", ("from feast import FeatureService", "from feast import FeatureServiceX"),
      "feature_services.py", "cannot import its declarations: ImportError"),
 ])  # fmt: skip

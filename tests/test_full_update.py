@@ -174,3 +174,153 @@ def test_a_bad_day_exits_non_zero_naming_the_expectation(world_copy):
     out = proc.stdout + proc.stderr
     assert proc.returncode == ValidationFailed.exit_code, out
     assert "expect_column_values_to_be_null" in out and "unknown_item_id" in out, out
+
+
+# --- bootstrap from history (twotower backfill) -----------------------------------------------
+@pytest.fixture(scope="module")
+def backfilled(published, tmp_path_factory):
+    """The same events in a new workspace with nothing served: days one and two backfilled
+    (2 epochs), then day three's ordinary full update on top."""
+    from twotower.pipelines.full_update import backfill
+
+    _, source, _ = published
+    root = tmp_path_factory.mktemp("backfill") / "ws"
+    shutil.copytree(source.offline, root / "offline")
+    settings = load_settings(workspace=root)
+    ws = Workspace(settings.workspace)
+    days = ws.days()
+    first = backfill(settings, ws, days[0], days[1], epochs=2)
+    return settings, ws, first, run(settings, ws, days[2])
+
+
+def test_backfill_publishes_a_generation_the_next_full_update_warm_starts_from(backfilled):
+    import json
+
+    settings, ws, first, nxt = backfilled
+    days = ws.days()
+    g, g3 = gens.load(ws, first.generation), gens.load(ws, nxt.generation)
+    assert (g.day, g.parent, g3.parent) == (days[1], None, g.id)
+    assert gens.current(ws).id == g3.id
+    training = json.loads((gens.directory(ws, g.id) / "training.json").read_text())
+    assert (training["epochs"], training["days"], training["warm_start_from"]) == (2, [str(d) for d in days[:2]], None)
+    per_day = [json.loads((ws.tfrecords_dir(d) / "_SUCCESS.json").read_text())["examples"] for d in days[:2]]
+    assert training["examples"] == 2 * sum(per_day), (training, per_day)  # every day, every epoch
+    assert json.loads((gens.directory(ws, g3.id) / "training.json").read_text())["warm_start_from"] == g.id
+    for k in (10, 100):  # the bootstrapped model is a trained one on day two's held-out clicks
+        assert g.metrics[f"recall@{k}"] > k / g.vocab["items"], g.metrics
+
+
+def test_a_user_without_training_clicks_has_no_row_and_is_served_the_oov_profile_path(backfilled):
+    from serving.retriever import Retriever
+    from tfrs_models.checkpoint import load_model
+
+    settings, ws, first, _ = backfilled
+    g = gens.load(ws, first.generation)
+    model = load_model(gens.directory(ws, g.id) / g.paths["checkpoint"], settings.model)
+    users = pd.read_parquet(ws.users_path)["user_id"].unique()
+    days = [d for d in ws.days() if d <= g.day]
+    events = pd.concat([pd.read_parquet(ws.events_day_dir(d)) for d in days])
+    clicked = set(events.loc[events.event_type == "click", "user_id"])
+    silent = np.array(sorted(set(users) - clicked), dtype=np.int64)
+    assert len(silent) > 5, "the world has users without clicks"
+    assert not model.user_vocab.contains(silent).any(), "no own row without a training click"
+    rows = pd.read_parquet(gens.directory(ws, g.id) / "user_id_embedding.parquet")["user_id"]
+    assert not set(silent) & set(rows), "nothing to push for them"
+    assert len(rows) == len(model.user_vocab) < len(users)
+    served = gens.current(ws).id
+    gens.flip(ws, g.id)  # serve the backfilled generation (restored below)
+    try:
+        retriever = Retriever.open(settings, ws)
+        got = retriever.recall(int(silent[0]), k=10)
+        assert got.path == "oov_profile" and len(got.item_ids) == 10, got
+        warm = int(rows.iloc[0])
+        assert retriever.recall(warm, k=10).path == "embedding"
+    finally:
+        gens.flip(ws, served)
+
+
+def test_backfill_refuses_to_replace_a_served_model_unless_fresh(world_copy):
+    from twotower.core.errors import UserError
+    from twotower.pipelines.full_update import backfill
+
+    settings, ws = world_copy
+    days = ws.days()
+    with pytest.raises(UserError, match="is served: continue with `twotower full-update`"):
+        backfill(settings, ws, days[0], days[2])
+    with pytest.raises(UserError, match="START .* is after END"):
+        backfill(settings, ws, days[2], days[0], fresh=True)
+
+
+def test_a_bad_day_in_the_history_publishes_nothing(published, tmp_path):
+    from twotower.pipelines.full_update import backfill
+
+    _, source, _ = published
+    shutil.copytree(source.offline, tmp_path / "ws" / "offline")
+    settings = load_settings(workspace=tmp_path / "ws")
+    ws = Workspace(settings.workspace)
+    days = ws.days()
+    _corrupt(ws, days[0], "nulls")
+    with pytest.raises(ValidationFailed, match="user_id"):
+        backfill(settings, ws, days[0], days[1])
+    assert gens.current(ws) is None and not ws.tfrecords_dir(days[1]).exists()
+
+
+def test_split_metrics_reach_the_manifest(backfilled):
+    settings, ws, first, nxt = backfilled
+    g3 = gens.load(ws, nxt.generation)
+    m = g3.metrics
+    assert m["heldout_clicks_warm_users"] > 0, m
+    for split in ("warm_users", "cold_users", "new_items"):
+        for prefix in ("", "popularity_", "parent_"):
+            if m[f"heldout_clicks_{split}"] > 0:  # an empty split is left out
+                assert 0 <= m[f"{prefix}{split}_recall@100"] <= 1, (prefix, split, m)
+            else:
+                assert f"{prefix}{split}_recall@100" not in m, (prefix, split, m)
+    assert m["heldout_clicks_warm_users"] + m["heldout_clicks_cold_users"] == m["heldout_clicks"]
+
+
+def test_the_promotion_gate_refuses_a_regression_on_cold_users(tmp_path):
+    from twotower.pipelines.day import DayWork, PromotionRefused
+    from twotower.pipelines.full_update_steps import _promotion_gate
+
+    settings = load_settings(workspace=tmp_path / "ws")
+    work = DayWork(Workspace(settings.workspace), pd.Timestamp("2026-11-03").date())
+    parent = {"recall@100": 0.30, "cold_users_recall@100": 0.20}
+    better_overall_worse_cold = {"recall@100": 0.35, "cold_users_recall@100": 0.10}
+
+    class Served:
+        id = "g00002-2026-11-02"
+
+    with pytest.raises(PromotionRefused, match="cold_users_recall@100 0.1000 < 0.8 x served g00002-2026-11-02") as refused:
+        _promotion_gate(settings, work, Served, better_overall_worse_cold, parent, clicks=200, cold_clicks=60)
+    assert "of the 60 held-out clicks of cold users" in str(refused.value)
+    _promotion_gate(settings, work, Served, better_overall_worse_cold, parent, clicks=200, cold_clicks=10)  # too few
+    worse = {"recall@100": 0.20, "cold_users_recall@100": 0.5}
+    with pytest.raises(PromotionRefused, match="recall@100 0.2000 < 0.8 x"):
+        _promotion_gate(settings, work, Served, worse, parent, clicks=200, cold_clicks=60)
+    _promotion_gate(settings, work, Served, worse, parent, clicks=13, cold_clicks=6)  # 13 clicks: not judged
+
+
+def test_seen_items_are_left_out_and_k_are_still_returned(backfilled):
+    """The publish wrote every user's recently clicked items (features.history_view) into the
+    online store; a request with exclude_seen gets k items none of which the user clicked."""
+    from serving.retriever import Retriever
+
+    settings, ws, _, nxt = backfilled
+    g3 = gens.load(ws, nxt.generation)
+    events = pd.concat([pd.read_parquet(ws.events_day_dir(d)) for d in ws.days() if d <= g3.day])
+    clicks = events[events.event_type == "click"]
+    distinct = clicks.groupby("user_id")["item_id"].nunique()
+    user = int(distinct[distinct <= settings.features.history_len].sort_values(kind="stable").index[-1])  # all kept
+    seen = set(clicks.loc[clicks.user_id == user, "item_id"].tolist())
+    assert len(seen) >= 5
+    retriever = Retriever.open(settings, ws)
+    k = 60  # without exclusion some clicked items are among them (checked)
+    plain = retriever.recall(user, k=k, exclude_seen=False)
+    fresh = retriever.recall(user, k=k, exclude_seen=True)
+    assert plain.path == fresh.path == "embedding"
+    assert set(plain.item_ids.tolist()) & seen, "the baseline list holds clicked items"
+    assert len(fresh.item_ids) == k and not set(fresh.item_ids.tolist()) & seen
+    assert list(fresh.scores) == sorted(fresh.scores, reverse=True)
+    popular = retriever.recall(987_654_321, k=10, exclude_seen=True)  # unknown user: popular, nothing to leave out
+    assert len(popular.item_ids) == 10

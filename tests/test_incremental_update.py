@@ -111,6 +111,11 @@ def test_a_user_clicking_a_new_category_is_served_toward_it_after_one_publish(sh
     stream = open_stream(on_c["settings"], ws_c)
     assert stream.committed(settings.stream.group) == stream.end() == summary.position
     assert summary.totals.trained_clicks > 30 and summary.totals.pushed_users > 1
+    # ... and their recently clicked items (features.history_view) lead with the new clicks.
+    history = on_c["updater"].history.read([user])[0]
+    category = pd.read_parquet(ws_c.items_path).set_index("item_id")["category"]
+    assert summary.totals.history_users >= 1 and len(history) == len(set(history)) <= settings.features.history_len
+    assert (category.loc[history[:10]] == c).all(), (c, category.loc[history].tolist())
     fresh = json.loads((ws_c.stream_dir / "freshness.json").read_text())
     assert fresh["format"] == "twotower-freshness/1" and fresh["generation"] == g1
     lag = fresh["window"]["append_to_visible_seconds"]

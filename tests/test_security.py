@@ -185,11 +185,14 @@ def test_every_route_parameter_is_an_integer(served):
     assert {(r.path, m) for r in routes for m in r.methods} == ROUTES
     for route in routes:
         d = route.dependant
-        for param in d.path_params + d.query_params:
-            assert param.field_info.annotation is int, (route.path, param.name)
+        for param in d.path_params + d.query_params:  # IDs and k are integers; exclude_seen a flag
+            want = bool | None if param.name == "exclude_seen" else int
+            assert param.field_info.annotation == want, (route.path, param.name)
         for param in d.body_params:
             fields = param.field_info.annotation.model_fields
-            assert set(fields) == {"user_ids", "k"}, fields
+            assert set(fields) == {"user_ids", "k", "exclude_seen"}, fields
+            (flag, _none) = get_args(fields["exclude_seen"].annotation)  # Optional[StrictBool]
+            assert get_args(flag)[0] is bool and _none is type(None)
             (item,) = get_args(fields["user_ids"].annotation)  # list[StrictInt]
             assert get_args(item)[0] is int and any(getattr(m, "strict", False) for m in get_args(item)[1:])
             assert fields["k"].annotation is int

@@ -82,19 +82,34 @@ def recall_at_k(
     return {k: float((ranks < k).mean()) for k in ks}
 
 
-def popularity_recall_at_k(
-    item_ids: np.ndarray, clicks: np.ndarray, positive_item_ids: np.ndarray, ks: Sequence[int] = KS
-) -> dict[int, float]:
-    """``{K: recall@K}`` of the popularity baseline: every query gets the K most clicked items
-    (``clicks[i]`` clicks of ``item_ids[i]``; ties by item ID), the yardstick a personalised
-    model must beat on the same held-out clicks."""
+def popularity_ranks(item_ids: np.ndarray, clicks: np.ndarray, positive_item_ids: np.ndarray) -> np.ndarray:
+    """Rank of each positive in the popularity baseline's list - every query gets the most
+    clicked items (``clicks[i]`` clicks of ``item_ids[i]``; ties by item ID) - ``MISS`` if absent."""
     order = np.lexsort((np.asarray(item_ids, np.int64), -np.asarray(clicks, np.int64)))
     ranked = np.asarray(item_ids, np.int64)[order]
     rank_of = pd.Series(np.arange(len(ranked)), index=ranked)
-    ranks = rank_of.reindex(np.asarray(positive_item_ids, np.int64)).fillna(MISS).to_numpy()
+    return rank_of.reindex(np.asarray(positive_item_ids, np.int64)).fillna(MISS).to_numpy(np.int64)
+
+
+def popularity_recall_at_k(
+    item_ids: np.ndarray, clicks: np.ndarray, positive_item_ids: np.ndarray, ks: Sequence[int] = KS
+) -> dict[int, float]:
+    """``{K: recall@K}`` of the popularity baseline, the yardstick a personalised model must
+    beat on the same held-out clicks."""
+    ranks = popularity_ranks(item_ids, clicks, positive_item_ids)
     if len(ranks) == 0:
         return {k: 0.0 for k in ks}
     return {k: float((ranks < k).mean()) for k in ks}
+
+
+def split_recalls(ranks: np.ndarray, splits: dict[str, np.ndarray], prefix: str = "", ks: Sequence[int] = KS) -> dict[str, float]:
+    """``{prefix}{split}_recall@K`` of each split of the clicks (a boolean mask; an empty split
+    is left out), e.g. ``cold_users_recall@100``: the promotion gate and the report read them."""
+    out = {}
+    for name, mask in splits.items():
+        if mask.any():
+            out.update({f"{prefix}{name}_recall@{k}": float((ranks[mask] < k).mean()) for k in ks})
+    return out
 
 
 def evaluate_model(

@@ -95,7 +95,9 @@ def as_dataset(
     )
 
 
-def _graph_epoch(model: TwoTowerModel, dataset: tf.data.Dataset, total_examples: int | None = None) -> TrainingRun:
+def _graph_epoch(
+    model: TwoTowerModel, dataset: tf.data.Dataset, total_examples: int | None = None, label: str = "train: one epoch"
+) -> TrainingRun:
     """``train_step``s inside the graph, STEPS_PER_CALL per call, until the data ends.
 
     The first call runs a single step, so the tracing cost is measured apart from the rest.
@@ -121,7 +123,7 @@ def _graph_epoch(model: TwoTowerModel, dataset: tf.data.Dataset, total_examples:
     iterator = iter(dataset)
     start, cpu_start = time.perf_counter(), time.process_time()
     limit = 1
-    bar = progress("train: one epoch", total_examples, unit="ex")
+    bar = progress(label, total_examples, unit="ex")
     while True:
         examples, steps, loss = (x.numpy() for x in run_steps(iterator, tf.constant(limit, tf.int64)))
         bar.update(int(examples))
@@ -154,8 +156,10 @@ def train_full(
     previous: TwoTowerModel | None = None,
     seed: int | None = None,
     total_examples: int | None = None,
+    epochs: int = 1,
 ) -> TrainingRun:
-    """One shuffled epoch over ``data`` with every variable trainable.
+    """One shuffled epoch over ``data`` with every variable trainable (``epochs`` passes, each
+    shuffled anew, for a bootstrap from history: ``twotower backfill``).
 
     ``data``: TFRecord files (read shuffled), an examples DataFrame (shuffled) or a ready
     ``tf.data.Dataset`` of batches (taken as is). ``user_ids``: the keys of every user known
@@ -179,7 +183,11 @@ def train_full(
         model = warm_start(previous, settings, user_ids, catalog, seed=seed, user_labels=user_labels, spec=spec)
     model.compile(optimizer=make_optimizer(settings.optimizer, settings.learning_rate))
     model.id_optimizer = make_optimizer(settings.id_optimizer, settings.id_learning_rate, settings.id_initial_accumulator)
-    return _graph_epoch(model, as_dataset(data, settings, spec, shuffle=True, seed=seed), total_examples)
+    dataset = as_dataset(data, settings, spec, shuffle=True, seed=seed)
+    if epochs == 1:
+        return _graph_epoch(model, dataset, total_examples)
+    total = total_examples * epochs if total_examples is not None else None
+    return _graph_epoch(model, dataset.repeat(epochs), total, label=f"train: {epochs} epochs")
 
 
 def numeric_stats(tower: Tower, frame: pd.DataFrame) -> dict[str, tuple[float, float]]:

@@ -178,6 +178,23 @@ def full_update(
 
 
 @app.command()
+def backfill(
+    ctx: typer.Context,
+    start: str = typer.Argument(..., help="first day of history, YYYY-MM-DD"),
+    end: str = typer.Argument(..., help="last day of history, YYYY-MM-DD: the generation's day"),
+    epochs: Optional[int] = typer.Option(None, min=1, help="passes over the history (default: full_update.backfill_epochs)"),
+    fresh: bool = typer.Option(False, "--fresh", help="Replace the served generation's model by one trained on history."),
+) -> None:
+    """Bootstrap the first generation from history: every day START..END gated and prepared, one
+    model trained on all of them shuffled, published like a nightly generation (full updates go on from it)."""
+    from twotower.pipelines.full_update import backfill as run
+
+    result = run(settings_of(ctx), _ws(ctx), _day(start), _day(end), epochs=epochs, fresh=fresh)
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in result.metrics.items() if k.startswith("recall"))
+    typer.echo(f"serving {result.generation} (day {result.day}, from {start}, parent {result.parent or '-'}): {metrics}")
+
+
+@app.command()
 def serve(
     ctx: typer.Context,
     host: Optional[str] = typer.Option(None, help="Interface to bind (default: serving.host, 127.0.0.1)."),
@@ -206,11 +223,13 @@ def recall(
     user: str = typer.Argument(..., help="User ID, as the feature repo's user entity types it (Int64 or String)."),
     k: Optional[int] = typer.Option(None, "-k", "--k", help="Items to return (default: serving.default_k)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    exclude_seen: Optional[bool] = typer.Option(None, "--exclude-seen/--include-seen",
+                                                help="Leave out the user's recently clicked items (default: serving.exclude_seen)."),
 ) -> None:
     """Recall one user's top-k in-process: items, scores, generation and path (embedding/oov_profile/popular)."""
     from serving.run import recall as run
 
-    for line in run(settings_of(ctx), user, k, as_json=as_json):
+    for line in run(settings_of(ctx), user, k, as_json=as_json, exclude_seen=exclude_seen):
         typer.echo(line)
 
 

@@ -117,6 +117,7 @@ class FeatureSpec:
     item: Tower
     context: tuple[str, ...] = ("hour",)
     embedding_view: str = "user_id_embedding"
+    history_view: str = ""  # the user service's view of recently clicked items ("" = none declared)
     workspace: str = ""  # the workspace its "{workspace}/..." source paths are in ("" = unbound)
 
     def bind(self, root) -> "FeatureSpec":
@@ -171,7 +172,8 @@ class FeatureSpec:
                    "sources": tuple(Source(**s) for s in d.get("sources", ()))}
             )  # fmt: skip
 
-        return cls(tower(data["user"]), tower(data["item"]), tuple(data["context"]), data["embedding_view"])
+        return cls(tower(data["user"]), tower(data["item"]), tuple(data["context"]), data["embedding_view"],
+                   data.get("history_view", ""))  # fmt: skip
 
     @cached_property
     def _identity(self) -> str:

@@ -15,7 +15,7 @@ the registry (each CLI command, each full update, the server). Typeguard documen
 as a development aid that is a no-op under ``python -O``. ``feast_without_typechecks`` gives the
 platform's own processes exactly that, for Feast's classes only, on the first ``import feast``:
 they read declarations from the registry, which Feast itself wrote. The one process that runs
-the *user's* declarations (``feature_store.spec``'s child, which also runs ``feast apply``) sets
+the *user's* declarations (``feature_store.repo``'s child, which also runs ``feast apply``) sets
 ``FEAST_TYPECHECKS`` so that a wrong argument there fails as it does under Feast's own CLI.
 """
 

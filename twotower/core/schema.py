@@ -34,6 +34,13 @@ def user_id_embedding(join_key: str = "user_id", id_type: str = "int") -> pa.Sch
     return pa.schema([(join_key, pa.int64() if id_type == "int" else pa.string()), *list(USER_ID_EMBEDDING)[1:]])
 
 
+def recent_clicks(join_key: str, user_id_type: str, item_id_type: str) -> pa.Schema:
+    """The batch source of the history view: each user's recently clicked items, newest first."""
+    ids = {"int": pa.int64(), "string": pa.string()}
+    return pa.schema([(join_key, ids[user_id_type]), ("items", pa.list_(ids[item_id_type])), ("event_timestamp", TS),
+                      ("created_timestamp", TS)])  # fmt: skip
+
+
 USER_ID_EMBEDDING = pa.schema(
     [
         ("user_id", pa.int64()),

@@ -83,6 +83,13 @@ class FeatureSettings(_Section):
         description="the platform's own view of user ID embeddings (fields embedding, generation) in the user "
         "service: written by full updates and incremental pushes, not a profile feature",
     )
+    history_view: str = Field(
+        "user_recent_clicks",
+        description="the platform's own view (field items: Array of the item ID type) of each user's recently clicked "
+        "items, optional in the user service: written by full updates and incremental pushes, read to exclude seen items",
+    )
+    history_len: int = Field(50, ge=1, description="items kept per user in features.history_view, newest first")
+    history_days: int = Field(30, ge=1, description="days of events a full update reads to rebuild features.history_view")
     context: list[Literal["hour", "weekday"]] = Field(
         default_factory=lambda: ["hour"], description="request context inputs of the user tower (UTC)"
     )
@@ -134,6 +141,11 @@ class ModelSettings(_Section):
     oov_training_rate: float = Field(
         0.05, ge=0, lt=1, description="share of full-mode lookups routed to the OOV rows so unseen IDs get a trained vector"
     )
+    min_user_clicks: int = Field(
+        1, ge=0,
+        description="clicks a user needs in a full update's training days to get an own ID row (0: every known user); "
+        "until then the user is served through the OOV row + profile, the vector the model trained for unseen users",
+    )
     optimizer: Literal["adagrad", "adam"] = "adagrad"
     shuffle_buffer: int = Field(50_000, ge=1, description="full mode: records shuffled in memory on top of shuffled shards")
 
@@ -149,6 +161,9 @@ class ServingSettings(_Section):
     )
     port: int = Field(8000, ge=1, le=65535)
     default_k: int = Field(100, ge=1)
+    exclude_seen: bool = Field(
+        False, description="leave out each user's recently clicked items (features.history_view) unless a request says"
+    )
     max_k: int = Field(1000, ge=1)
     max_batch: int = Field(256, ge=1)
     channel: str = "two_tower"
@@ -190,6 +205,12 @@ class FullUpdateSettings(_Section):
     promotion_min_ratio: float = Field(
         0.8, ge=0, description="publish only if recall@100 >= ratio x the parent's on the same held-out clicks"
     )
+    promotion_min_clicks: int = Field(
+        50, ge=1,
+        description="held-out clicks needed before a recall@100 (all clicks, or the cold users') is judged by the "
+        "promotion check: on fewer, one click moves it by 2+ points",
+    )
+    backfill_epochs: int = Field(3, ge=1, description="passes over the history of `twotower backfill START END`")
     seed: int = 0
 
 

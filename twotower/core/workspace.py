@@ -42,6 +42,11 @@ class Workspace:
         return self.offline / "user_id_embedding"
 
     @property
+    def recent_clicks_dir(self) -> Path:
+        """Batch source of the optional ``features.history_view`` (one parquet per full update)."""
+        return self.offline / "recent_clicks"
+
+    @property
     def truth_dir(self) -> Path:
         """The simulator's ground truth (latent preferences), for oracle recall."""
         return self.root / "truth"

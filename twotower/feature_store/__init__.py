@@ -21,7 +21,7 @@ import yaml
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
 from twotower.core.features import FeatureSpec, check_spec
-from twotower.feature_store.spec import apply_repo, of_repo as spec_of_repo
+from twotower.feature_store.repo import apply_repo, of_repo as spec_of_repo
 from twotower.core.files import atomic_write_bytes
 from twotower.core.workspace import Workspace
 

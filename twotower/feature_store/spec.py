@@ -2,29 +2,18 @@
 
 ``derive`` works on anything that answers Feast's three lookups (``get_feature_service``,
 ``get_feature_view``, ``get_entity``): a ``FeatureStore`` on an applied registry, or the
-objects of a repo parsed by ``feast.repo_operations.parse_repo``. ``of_repo`` parses a repo in
-a fresh interpreter (Feast imports each repo file as a top-level module, so two repos with a
-``feature_views.py`` cannot be parsed in one process). ``apply_repo`` derives, checks (against a
-served model's spec too, when given) and applies in one such process, so a repo the towers
-cannot use is refused before Feast writes anything; the spec of the last apply is
-``<workspace>/feast/spec.json``.
+objects of a repo parsed by ``feast.repo_operations.parse_repo`` (``feature_store.repo`` does
+that in a fresh interpreter, and applies it).
 
 Each mistake is a ``UserError`` naming the setting, service, view, field and value.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
-from twotower.core.imports import FEAST_TYPECHECKS
-from twotower.core.errors import FeatureSetChanged, UserError
-from twotower.core.features import CONTEXT, KINDS, Feature, FeatureSpec, Source, Tower, check_spec
+from twotower.core.errors import UserError
+from twotower.core.features import CONTEXT, KINDS, Feature, FeatureSpec, Source, Tower
 from twotower.core.sections import FeatureSettings
 
 _INTS, _FLOATS = ("Int32", "Int64"), ("Float32", "Float64")
@@ -40,29 +29,6 @@ _ACCEPTS = {
 }
 _TAGS = ("kind", "buckets", "max_len", "dim", "min", "max")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class _Lookups:
-    """Feast's lookups over a parsed repo's objects (a ``FeatureStore`` has the same three)."""
-
-    def __init__(self, contents) -> None:
-        self.services = {s.name: s for s in contents.feature_services}
-        self.views = {v.name: v for v in contents.feature_views}
-        self.entities = {e.name: e for e in contents.entities}
-
-    def get_feature_service(self, name):
-        if name not in self.services:
-            raise KeyError(name)
-        return self.services[name]
-
-    def get_feature_view(self, name):
-        return self.views[name]
-
-    def get_entity(self, name):
-        return self.entities[name]
-
-    def list_feature_services(self):
-        return list(self.services.values())
 
 
 def _dtype(field) -> tuple[str | None, str]:
@@ -171,8 +137,8 @@ def _tower(lookups, side: str, fs: FeatureSettings) -> Tower:
     entity_names: set[str] = set()
     for projection in service.feature_view_projections:
         view = lookups.get_feature_view(projection.name)
-        if side == "user" and view.name == fs.embedding_view:
-            continue
+        if side == "user" and view.name in (fs.embedding_view, fs.history_view):
+            continue  # the platform's own views: not profile features
         where = f"feature service {name!r}, view {view.name!r}"
         entities = list(view.entities)
         if len(entities) != 1:
@@ -232,6 +198,27 @@ def _embedding_view(lookups, fs: FeatureSettings, user: Tower) -> None:
                         f"(it is keyed by {list(view.entities)})")  # fmt: skip
 
 
+def _history_view(lookups, fs: FeatureSettings, user: Tower, item: Tower) -> str:
+    """``features.history_view`` if the user service includes it (checked), else ""."""
+    service = _service(lookups, fs.user_service, "user_service")
+    if fs.history_view not in [p.name for p in service.feature_view_projections]:
+        return ""
+    view = lookups.get_feature_view(fs.history_view)
+    fields = {f.name: str(f.dtype) for f in view.schema}
+    want = "Array(String)" if item.id_type == "string" else "Array(Int64)"
+    if fields.get("items") != want:
+        raise UserError(f"view {fs.history_view!r} (features.history_view): needs field 'items' of type {want}, the "
+                        f"item IDs (has {fields.get('items', 'none')})")  # fmt: skip
+    if list(view.entities) != [user.entity]:
+        raise UserError(f"view {fs.history_view!r} must be keyed by the user entity {user.entity!r} alone "
+                        f"(it is keyed by {list(view.entities)})")  # fmt: skip
+    clash = [f.ref for f in user.features if f.name == "items"]
+    if clash:
+        raise UserError(f"feature service {fs.user_service!r}, field {clash[0]!r}: clashes with the field 'items' of "
+                        f"{fs.history_view!r} (features.history_view); rename one")  # fmt: skip
+    return fs.history_view
+
+
 def derive(lookups, fs: FeatureSettings) -> FeatureSpec:
     """The spec of the services named in ``fs`` (see the module docstring)."""
     unknown = [c for c in fs.context if c not in CONTEXT]
@@ -243,135 +230,5 @@ def derive(lookups, fs: FeatureSettings) -> FeatureSpec:
     for f in user.features:
         if f.name in fs.context:
             raise UserError(f"feature service {user.service!r}, field {f.name!r}: clashes with features.context")
-    return FeatureSpec(user=user, item=item, context=tuple(fs.context), embedding_view=fs.embedding_view)
-
-
-def _child(repo: Path, fs: FeatureSettings, workspace: Path | None, extra: list[str], env: dict | None = None):
-    """Run ``_main`` in a fresh interpreter (see the module docstring); raise its UserError."""
-    repo = Path(repo).resolve()
-    if not repo.is_dir():
-        raise UserError(f"feature repo {repo}: no such directory")
-    with tempfile.TemporaryDirectory(prefix="twotower-spec-") as scratch:
-        env = dict(env or os.environ, TWOTOWER_WORKSPACE=str(workspace or scratch), **{FEAST_TYPECHECKS: "1"})
-        proc = subprocess.run(
-            [sys.executable, "-m", "twotower.feature_store.spec", str(repo), fs.model_dump_json(), *extra],
-            env=env, capture_output=True, text=True, cwd=str(repo),
-        )  # fmt: skip
-    if proc.returncode == 2:
-        message = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"
-        kind, _, text = message.partition(": ")
-        if kind == "FeatureSetChanged":
-            raise FeatureSetChanged(text)
-        raise UserError(f"feature repo {repo}: {text if kind == 'UserError' else message}")
-    return proc
-
-
-def of_repo(repo: Path, fs: FeatureSettings, workspace: Path | None = None) -> FeatureSpec:
-    """Parse ``repo`` (in a fresh interpreter, see the module docstring) and derive its spec."""
-    proc = _child(repo, fs, workspace, [])
-    if proc.returncode != 0:
-        raise UserError(f"feature repo {repo}: cannot be read ({proc.stderr.strip()[-2000:]})")
-    spec = FeatureSpec.from_dict(json.loads(proc.stdout))
-    return spec.bind(Path(workspace).resolve()) if workspace is not None else spec
-
-
-def apply_repo(repo: Path, fs: FeatureSettings, workspace: Path, yaml_path: Path, spec_out: Path, env: dict,
-               keep: tuple[FeatureSpec, str] | None = None) -> str:  # fmt: skip
-    """Derive the repo's spec and, only if the towers can use it, ``feast apply`` it - one fresh
-    interpreter for both (the real Feast CLI command, called in that process); the spec is
-    written to ``spec_out`` after Feast succeeded. ``keep`` = (a served model's spec, what to
-    call it): refused with ``FeatureSetChanged`` unless the repo declares the same tower inputs.
-    Returns Feast's output."""
-    extra = ["--apply", str(yaml_path), str(spec_out)]
-    if keep is not None:
-        extra += ["--keep", json.dumps(keep[0].to_dict()), keep[1]]
-    proc = _child(repo, fs, workspace, extra, env)
-    if proc.returncode != 0:
-        raise UserError(f"feast apply failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc.stdout
-
-
-def _check_sources(spec: FeatureSpec) -> None:
-    for tower in (spec.user, spec.item):
-        for source in tower.sources:
-            if "://" not in source.path and not Path(source.path).exists():
-                raise UserError(f"feature view {source.view!r} reads {source.path}, which does not exist: "
-                                f"run `twotower simulate` or `twotower ingest` first, or point its source at your data")  # fmt: skip
-
-
-def _apply(spec: FeatureSpec, workspace: Path, yaml_path: str, spec_out: str) -> int:
-    """In the child: check the sources, make the embedding source valid, run Feast's apply."""
-    import pyarrow.parquet as pq
-
-    from feast.cli.cli import cli
-
-    from twotower.core import schema
-    from twotower.core.files import atomic_path, atomic_write_bytes
-    from twotower.core.workspace import Workspace
-
-    _check_sources(spec)
-    embeddings = Workspace(workspace).user_embeddings_dir
-    if not any(embeddings.glob("*.parquet")):  # an empty, typed file: valid before the first generation
-        embeddings.mkdir(parents=True, exist_ok=True)
-        with atomic_path(embeddings / "empty.parquet") as tmp:
-            pq.write_table(schema.user_id_embedding(spec.user.join_key, spec.user.id_type).empty_table(), tmp)
-    try:
-        cli.main(["-f", yaml_path, "apply"], prog_name="feast", standalone_mode=False)
-    except SystemExit as exc:  # click exits on its own errors
-        if exc.code:
-            return 1
-    except Exception as exc:  # noqa: BLE001 - Feast's own error, reported by the parent
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    atomic_write_bytes(Path(spec_out), json.dumps(spec.to_dict(), indent=2).encode())
-    return 0
-
-
-def _main(argv: list[str]) -> int:
-    import argparse
-
-    from feast.repo_operations import parse_repo
-
-    parser = argparse.ArgumentParser(prog="python -m twotower.feature_store.spec")
-    parser.add_argument("repo", type=Path)
-    parser.add_argument("settings", type=FeatureSettings.model_validate_json)
-    parser.add_argument("--apply", nargs=2, metavar=("YAML", "SPEC_OUT"))
-    parser.add_argument("--keep", nargs=2, metavar=("SPEC_JSON", "WHERE"))
-    args = parser.parse_args(argv)
-    repo, settings = args.repo, args.settings
-    sys.path.insert(0, str(repo))
-    try:
-        contents = parse_repo(repo)
-    except Exception as exc:  # the user's own Python failed to import
-        print(f"UserError: cannot import its declarations: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        spec = derive(_Lookups(contents), settings)
-    except UserError as exc:
-        print(f"UserError: {exc}", file=sys.stderr)
-        return 2
-    workspace = os.environ.get("TWOTOWER_WORKSPACE", "")
-    data = spec.to_dict()
-    for side in ("user", "item"):  # a relative FileSource path is relative to the repo (as in Feast)
-        for source in data[side]["sources"]:
-            if "://" not in source["path"]:
-                source["path"] = str((repo / source["path"]).resolve())
-    # paths under the workspace are stored relative to it (FeatureSpec.bind)
-    spec = FeatureSpec.from_dict(data).bind(Path(workspace).resolve()) if workspace else FeatureSpec.from_dict(data)
-    if args.apply:
-        try:
-            if args.keep:
-                check_spec(FeatureSpec.from_dict(json.loads(args.keep[0])), spec, args.keep[1])
-            return _apply(spec, Path(workspace).resolve(), *args.apply)
-        except FeatureSetChanged as exc:
-            print(f"FeatureSetChanged: {exc}", file=sys.stderr)
-            return 2
-        except UserError as exc:
-            print(f"UserError: {exc}", file=sys.stderr)
-            return 2
-    print(json.dumps(spec.to_dict()))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))
+    return FeatureSpec(user=user, item=item, context=tuple(fs.context), embedding_view=fs.embedding_view,
+                       history_view=_history_view(lookups, fs, user, item))  # fmt: skip

@@ -14,13 +14,14 @@ from typing import Callable, TypeVar
 import numpy as np
 import pandas as pd
 
-from materialize import online
+from materialize import online, recent_clicks
+from materialize.examples import click_shares
 from materialize.item_vectors import export_item_vectors
-from materialize.prepare import PreparedDay, SUCCESS, prepare_day
+from materialize.prepare import PreparedDay, SUCCESS, holdout_mask, prepare_day
 from materialize.user_embeddings import materialize_generation, write_offline
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.checkpoint import load_model, save_model, saved_spec
-from tfrs_models.evaluate import id_diagnostics, popularity_recall_at_k, recall_at_k
+from tfrs_models.evaluate import KS, exact_ranks, id_diagnostics, popularity_ranks, split_recalls
 from tfrs_models.export import export_user_tower, item_vectors, user_id_embedding_table, user_vectors
 from tfrs_models.training import numeric_stats, train_full
 from twotower import feature_store
@@ -51,13 +52,14 @@ class Steps:
     def __call__(self, step: str, fn: Callable[..., T], *args, done: bool = False) -> T | None:
         if done:
             logger.info(f"== {step}: already done, skipped")
-            self.record[step] = 0.0
+            self.record.setdefault(step, 0.0)
             return None
         logger.info(f"== {step}")
         started = time.perf_counter()
         out = fn(*args)
-        self.record[step] = round(time.perf_counter() - started, 3)
-        logger.info(f"== {step}: {self.record[step]:.1f}s")
+        took = time.perf_counter() - started
+        self.record[step] = round(self.record.get(step, 0.0) + took, 3)  # a backfill repeats the per-day steps
+        logger.info(f"== {step}: {took:.1f}s")
         return out
 
 
@@ -89,33 +91,65 @@ def prepare(settings: Settings, ws: Workspace, day: date, dask, spec: FeatureSpe
     return prepare_day(settings, ws, day, dask.get(), spec=spec, seed=settings.full_update.seed)
 
 
+def _with_clicks(settings: Settings, ws: Workspace, now, prepared: dict[date, PreparedDay], spec: FeatureSpec):
+    """The known users (keys, labels) with at least ``model.min_user_clicks`` training clicks
+    (held-out requests excluded) on the prepared days: those that get an own ID row (a warm start
+    keeps the rows it has)."""
+    minimum = settings.model.min_user_clicks
+    if minimum == 0:
+        return now.user_keys, now.user_labels
+    parts = [pd.read_parquet(ws.events_day_dir(day), columns=["request_id", "user_id", "event_type"]) for day in prepared]
+    events = pd.concat(parts, ignore_index=True)
+    trained = (events["event_type"] == "click").to_numpy()
+    trained &= ~holdout_mask(events["request_id"].to_numpy(), settings.full_update.holdout_share)
+    clicked = events.loc[trained, "user_id"].to_numpy()
+    counts = pd.Series(id_keys(clicked, spec.user.id_type, "events column 'user_id'")).value_counts()
+    enough = np.isin(now.user_keys, counts.index[counts.to_numpy() >= minimum].to_numpy(np.int64))
+    return now.user_keys[enough], now.user_labels[enough]
+
+
+def _clicks(ws: Workspace, prepared: dict[date, PreparedDay]) -> pd.DataFrame:
+    """Clicks per item over the prepared days (``item_id``, ``clicks``): the catalogue's counts."""
+    frames = [pd.read_parquet(ws.tfrecords_dir(day) / p.frequencies) for day, p in prepared.items()]
+    if len(frames) == 1:
+        return frames[0]
+    return click_shares(pd.concat(frames, ignore_index=True).groupby("item_id")["clicks"].sum())
+
+
 def _load_served_model(settings: Settings, ws: Workspace, served: gens.Manifest | None):
     if served is None:
         return None
     return load_model(gens.directory(ws, served.id) / served.paths["checkpoint"], settings.model)
 
 
-def train(settings: Settings, ws: Workspace, work: DayWork, prepared, served, spec: FeatureSpec) -> None:
+def train(settings: Settings, ws: Workspace, work: DayWork, prepared: dict[date, PreparedDay], served,
+          spec: FeatureSpec, epochs: int = 1) -> None:  # fmt: skip
+    """One shuffled epoch over the day's examples, warm-started from ``served``; or, for a
+    bootstrap (several prepared days, ``served`` None), ``epochs`` over all of them shuffled."""
     now = work.known(spec)
-    directory = ws.tfrecords_dir(work.day)
-    frequencies = pd.read_parquet(directory / prepared.frequencies)
+    users, labels = _with_clicks(settings, ws, now, prepared, spec)
+    shards = [p for day, days in prepared.items() for p in days.shard_paths(ws.tfrecords_dir(day))]
+    examples = sum(p.examples for p in prepared.values())
+    frequencies = _clicks(ws, prepared)
     catalog = ItemCatalog.from_frames(now.items, spec.item, frequencies)
     previous = _load_served_model(settings, ws, served)
+    what = f"{len(prepared)} days, {epochs} epochs" if len(prepared) > 1 else f"{epochs} epoch" + "s" * (epochs > 1)
     logger.info(
-        f"train: {prepared.examples:,} examples, 1 epoch, warm start from "
-        f"{served.id if served else 'scratch (first generation)'}; {len(now.user_keys):,} users, {len(catalog):,} items"
+        f"train: {examples:,} examples ({what}), warm start from "
+        f"{served.id if served else 'scratch (first generation)'}; {len(users):,} of {len(now.user_keys):,} users with "
+        f"an own row, {len(catalog):,} items"
     )
     stats = {"user": numeric_stats(spec.user, now.users), "item": numeric_stats(spec.item, now.items)}
     run = train_full(
-        settings.model, prepared.shard_paths(directory), spec=spec, user_ids=now.user_keys, user_labels=now.user_labels,
-        catalog=catalog, numeric_stats=stats, previous=previous, seed=settings.full_update.seed,
-        total_examples=prepared.examples,
+        settings.model, shards, spec=spec, user_ids=users, user_labels=labels, catalog=catalog,
+        numeric_stats=stats, previous=previous, seed=settings.full_update.seed, total_examples=examples, epochs=epochs,
     )  # fmt: skip
     save_model(run.model, work.checkpoint)
     stats = {
         "examples": run.examples, "steps": run.steps, "seconds": round(run.seconds, 3),
         "mean_loss": run.mean_loss, "examples_per_second": round(run.examples_per_second),
-        "warm_start_from": served.id if served else None,
+        "warm_start_from": served.id if served else None, "epochs": epochs,
+        "days": [str(d) for d in prepared],
     }  # fmt: skip
     work.write_json(work.training, stats)
     logger.info(f"train: {run.examples:,} examples in {run.seconds:.1f}s ({run.examples_per_second:,.0f}/s), loss {run.mean_loss:.4f}")
@@ -158,43 +192,76 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask) -> 
 
 
 def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served) -> None:
+    """Exact recall@K of the day's held-out clicks (beside popularity and the served parent, on
+    the same clicks), also split by warm users (an own ID row), cold users (served through the
+    OOV row) and new items (not in the parent's catalogue, or unclicked on a first day). The
+    promotion gate refuses a model clearly worse than its parent overall or on cold users."""
     every_held_out = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.holdout)
     holdout = every_held_out.sample(min(len(every_held_out), settings.full_update.eval_queries), random_state=0)
     positives = holdout["item_id"].to_numpy(np.int64)
     model = load_model(work.checkpoint, settings.model)
     labels, vectors = load_vectors(work.index)  # either layout, sorted by item ID
     ids = id_keys(labels, model.spec.item.id_type, "index")  # the held-out clicks name items by key
-    metrics = {f"recall@{k}": v for k, v in recall_at_k(user_vectors(model, holdout), positives, ids, vectors).items()}
+    ranks = exact_ranks(user_vectors(model, holdout), positives, ids, vectors)
     # The popularity baseline on the same held-out clicks: the day's clicks minus the held-out ones.
     frequencies = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.frequencies)
     held = every_held_out["item_id"].value_counts()
     train_clicks = frequencies["clicks"].to_numpy(np.int64) - held.reindex(frequencies["item_id"], fill_value=0).to_numpy(np.int64)
-    for k, v in popularity_recall_at_k(frequencies["item_id"].to_numpy(np.int64), train_clicks, positives).items():
-        metrics[f"popularity_recall@{k}"] = v
-    meta = load_meta(work.index)
-    metrics["ann_recall@100_vs_exact"] = meta.get("tuned_recall", float("nan"))
-    metrics["heldout_clicks"] = float(len(holdout))
-    metrics.update(id_diagnostics(model, holdout, seed=settings.full_update.seed))
-    parent = None
+    popular = popularity_ranks(frequencies["item_id"].to_numpy(np.int64), train_clicks, positives)
     old = _load_served_model(settings, ws, served)
     if old is not None and architecture_changes(old.spec.architecture(), model.spec.architecture()):
         logger.info(f"evaluate: {served.id} takes other tower inputs; no parent comparison (a fresh model)")
         old = None
+    warm = model.user_vocab.contains(holdout["user_id"].to_numpy(np.int64))
+    if old is not None:
+        new_items = ~old.item_vocab.contains(positives)
+    else:
+        unclicked = set(frequencies["item_id"].to_numpy(np.int64)[train_clicks == 0].tolist())
+        new_items = np.isin(positives, list(unclicked))
+    splits = {"warm_users": warm, "cold_users": ~warm, "new_items": new_items}
+    metrics = {f"recall@{k}": float((ranks < k).mean()) for k in KS}
+    metrics.update({f"popularity_recall@{k}": float((popular < k).mean()) for k in KS})
+    metrics.update(split_recalls(ranks, splits))
+    metrics.update(split_recalls(popular, splits, prefix="popularity_"))
+    meta = load_meta(work.index)
+    metrics["ann_recall@100_vs_exact"] = meta.get("tuned_recall", float("nan"))
+    metrics["heldout_clicks"] = float(len(holdout))
+    metrics.update({f"heldout_clicks_{name}": float(mask.sum()) for name, mask in splits.items()})
+    metrics.update(id_diagnostics(model, holdout, seed=settings.full_update.seed))
+    parent = None
     if old is not None:
         items = work.known(model.spec.bind(ws.root)).items
         old_labels, old_vectors = item_vectors(old, items)
         old_ids = id_keys(old_labels, old.spec.item.id_type, "items")
-        parent = recall_at_k(user_vectors(old, holdout), positives, old_ids, old_vectors)
-        for k, v in parent.items():
-            metrics[f"parent_recall@{k}"] = v
+        parent_ranks = exact_ranks(user_vectors(old, holdout), positives, old_ids, old_vectors)
+        parent = {f"recall@{k}": float((parent_ranks < k).mean()) for k in KS}
+        parent.update(split_recalls(parent_ranks, splits))
+        metrics.update({f"parent_{name}": v for name, v in parent.items()})
     work.write_json(work.metrics, {"metrics": metrics, "parent": served.id if served else None})
-    logger.info("evaluate: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    if parent is not None and metrics["recall@100"] < settings.full_update.promotion_min_ratio * parent[100]:
-        raise PromotionRefused(
-            f"new model recall@100 {metrics['recall@100']:.4f} < {settings.full_update.promotion_min_ratio} x "
-            f"served {served.id} ({parent[100]:.4f}) on the same held-out clicks; not published "
-            f"(inspect {work.root}, then re-run with full_update.promotion_min_ratio lowered to force)"
-        )
+    logger.info("evaluate: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if "_users_" not in k and "_items_" not in k))
+    logger.info("evaluate: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if "_users_" in k or "_items_" in k))
+    if parent is not None:
+        _promotion_gate(settings, work, served, metrics, parent, len(holdout), int(splits["cold_users"].sum()))
+
+
+def _promotion_gate(settings: Settings, work: DayWork, served, metrics: dict, parent: dict, clicks: int,
+                    cold_clicks: int) -> None:  # fmt: skip
+    """``PromotionRefused`` when recall@100 - over all held-out clicks, or over the cold users' -
+    falls below ``full_update.promotion_min_ratio`` x the parent's on the same clicks; each is
+    judged only on at least ``full_update.promotion_min_clicks`` clicks."""
+    ratio, enough = settings.full_update.promotion_min_ratio, settings.full_update.promotion_min_clicks
+    checks = [("recall@100", "")] if clicks >= enough else []
+    if cold_clicks >= enough and "cold_users_recall@100" in parent:
+        checks.append(("cold_users_recall@100", f" of the {cold_clicks} held-out clicks of cold users"))
+    if clicks < enough:
+        logger.info(f"evaluate: {clicks} held-out clicks (< full_update.promotion_min_clicks={enough}): not judged")
+    for name, which in checks:
+        if metrics[name] < ratio * parent[name]:
+            raise PromotionRefused(
+                f"new model {name} {metrics[name]:.4f} < {ratio} x served {served.id} ({parent[name]:.4f}) on the same "
+                f"held-out clicks{which}; not published (inspect {work.root}, then re-run with "
+                f"full_update.promotion_min_ratio lowered to force)"
+            )
 
 
 def unflipped(ws: Workspace, day: date, served) -> gens.Manifest | None:
@@ -216,9 +283,16 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served) -> str:
     model = load_model(work.checkpoint, settings.model)
     spec = model.spec
     write_offline(ws, table, gid, slot, as_of, spec)
+    views = [*spec.user.views(), *spec.item.views()]
+    if spec.history_view:  # the users' recently clicked items, for serving.exclude_seen
+        fs = settings.features
+        backfilled = len(work.read_json(work.training).get("days", [])) > 1  # a bootstrap: everyone's rows
+        lists = recent_clicks.build(ws, work.day, fs.history_len, fs.history_days, everyone=backfilled)
+        recent_clicks.write_offline(ws, lists, work.day, as_of, spec)
+        views.append(spec.history_view)
     feature_store.apply(settings, ws)
     materialize_generation(settings, ws, as_of, spec)
-    online.materialize(settings, ws, end, [*spec.user.views(), *spec.item.views()])
+    online.materialize(settings, ws, end, views)
     feature_store.record_applied(settings, ws)  # materialize wrote the registry; the declarations did not move
     logger.info(f"publish: {len(table):,} user ID embeddings of {gid} in online slot {slot}")
 

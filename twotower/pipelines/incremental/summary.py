@@ -15,6 +15,7 @@ class Totals:
     skipped_not_newer: int = 0
     not_landed: int = 0
     no_own_row_users: int = 0  # users trained through OOV rows, not pushed
+    history_users: int = 0  # users whose recently clicked items were pushed (features.history_view)
     chains_started: int = 0
 
     def as_dict(self) -> dict:

@@ -40,7 +40,7 @@ from twotower.core.encode import id_keys
 from twotower.pipelines.incremental.chain import Chain
 from twotower.pipelines.incremental.examples import OfflineTables, RecentRankedOut, micro_batch_examples
 from twotower.pipelines.incremental.freshness import FreshnessRecorder
-from twotower.pipelines.incremental.push import OnlineEmbeddings, landed
+from twotower.pipelines.incremental.push import OnlineEmbeddings, OnlineHistory, landed
 from twotower.pipelines.incremental.summary import IncrementalSummary, Totals
 from twotower.stream import APPENDED_AT, open_stream
 from twotower.core.workspace import Workspace
@@ -86,6 +86,8 @@ class Updater:
         self.group = settings.stream.group
         self.stream = open_stream(settings, ws)
         self.online = OnlineEmbeddings(settings, ws)
+        self.history: OnlineHistory | None = None  # the chain's generation declares features.history_view
+        self.clicked: list[pd.DataFrame] = []  # clicks since the last publish, for the history view
         self.tables: OfflineTables | None = None  # of the chain's generation's feature spec
         self.freshness = FreshnessRecorder(ws.stream_dir / "freshness.json", self.cfg.freshness_window)
         self.totals = Totals()
@@ -106,6 +108,9 @@ class Updater:
             logger.info(f"incremental: {manifest.id} was published; dropping the chain of {self.chain.generation}")
         self.chain = Chain.open(self.settings, self.ws, manifest, self.stream)
         self.tables = OfflineTables(self.chain.full.spec.bind(self.ws.root))
+        spec = self.chain.full.spec
+        self.history = OnlineHistory(self.settings, self.online.store, spec) if spec.history_view else None
+        self.clicked = []
         self.totals.chains_started += 1
         self.read_position = self.chain.position
         self.context = RecentRankedOut(
@@ -132,6 +137,10 @@ class Updater:
         clicks = ev.loc[(ev["event_type"].to_numpy() == "click") & (ts >= chain.not_before_us),
                         ["user_id", "event_timestamp", APPENDED_AT]]  # fmt: skip
         chain.train(examples, clicks, batch.start)
+        if self.history is not None:
+            mine = (ev["event_type"].to_numpy() == "click") & (ts >= chain.not_before_us)
+            self.clicked.append(pd.DataFrame({"user_id": ev["user_id"].to_numpy()[mine],
+                                              "item_id": ev["item_id"].to_numpy()[mine], "event_us": ts[mine]}))  # fmt: skip
         self.context.add(batch.events)
         self.read_position = batch.end
         t = self.totals
@@ -164,6 +173,10 @@ class Updater:
             appended_us = np.array([chain.pending.appended_us[u] for u in keys[ok].tolist()], dtype=np.int64)
             now_us = int(visible * 1_000_000)
             self.freshness.observe((now_us - event_us) / 1e6, (now_us - appended_us) / 1e6)
+        if self.history is not None and self.clicked:  # before the position is committed: a crash re-merges
+            t_history = self.history.push(pd.concat(self.clicked, ignore_index=True))
+            self.totals.history_users += t_history
+            self.clicked = []
         t = self.totals
         t.publishes += 1
         t.pushed_users += pushed

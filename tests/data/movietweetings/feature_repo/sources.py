@@ -11,3 +11,9 @@ tweeter_vectors = FileSource(
     timestamp_field="event_timestamp", created_timestamp_column="created_timestamp",
 )
 tweeter_vectors_push = PushSource(name="tweeter_vectors_push", batch_source=tweeter_vectors)
+# each tweeter's recently rated movies, written by the platform (offline per day, pushed intraday)
+recently_rated = FileSource(
+    name="recently_rated", path=str(_workspace / "offline" / "recent_clicks"),
+    timestamp_field="event_timestamp", created_timestamp_column="created_timestamp",
+)
+recently_rated_push = PushSource(name="recently_rated_push", batch_source=recently_rated)

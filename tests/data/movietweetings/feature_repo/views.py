@@ -3,7 +3,7 @@ from datetime import timedelta
 from entities import embedding_slot, movie, tweeter
 from feast import FeatureView, Field
 from feast.types import Array, Float32, Int64, String
-from sources import movies, tweeter_vectors_push
+from sources import movies, recently_rated_push, tweeter_vectors_push
 
 # The data set has no user attributes: the user tower is the ID embedding (+ hour of day).
 movie_facts = FeatureView(
@@ -17,4 +17,8 @@ user_id_embedding = FeatureView(
     name="user_id_embedding", entities=[tweeter, embedding_slot], ttl=timedelta(days=30),
     source=tweeter_vectors_push, online=True,
     schema=[Field(name="embedding", dtype=Array(Float32)), Field(name="generation", dtype=String)],
+)
+user_recent_clicks = FeatureView(
+    name="user_recent_clicks", entities=[tweeter], ttl=timedelta(days=365), source=recently_rated_push, online=True,
+    schema=[Field(name="items", dtype=Array(String))],
 )
