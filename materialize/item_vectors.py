@@ -7,6 +7,7 @@ vectors travel back as float32 columns (cheap to pickle), and the caller builds 
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import dask.dataframe as dd
@@ -19,16 +20,18 @@ from twotower.core.features import FeatureSpec
 from twotower.core.progress import showing
 
 _LOADED: dict[str, object] = {}  # checkpoint path -> model, per worker process
+_LOADING = threading.Lock()  # workers may be threads of one process (small jobs: materialize.cluster)
 
 
 def _model(checkpoint: str, settings_json: str):
     key = f"{checkpoint}|{settings_json}"
-    if key not in _LOADED:
-        from tfrs_models.checkpoint import load_model
+    with _LOADING:
+        if key not in _LOADED:
+            from tfrs_models.checkpoint import load_model
 
-        _LOADED.clear()  # one model per worker at a time
-        _LOADED[key] = load_model(checkpoint, ModelSettings.model_validate(json.loads(settings_json)))
-    return _LOADED[key]
+            _LOADED.clear()  # one model per worker process at a time
+            _LOADED[key] = load_model(checkpoint, ModelSettings.model_validate(json.loads(settings_json)))
+        return _LOADED[key]
 
 
 def _vector_columns(dim: int) -> list[str]:

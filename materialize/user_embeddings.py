@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 
 from twotower import feature_store
 from twotower.core.files import atomic_path
+from twotower.core.logs import printed_as_log
 from twotower.core import schema
 from twotower.core.config import Settings
 from twotower.core.features import FeatureSpec
@@ -63,4 +64,5 @@ def materialize_generation(settings: Settings, ws: Workspace, as_of: datetime, s
     """
     spec = spec or feature_store.applied_spec(ws)
     store = feature_store.store(settings, ws)
-    store.materialize(start_date=as_of, end_date=as_of + timedelta(seconds=1), feature_views=[spec.embedding_view])
+    with printed_as_log("feast"):
+        store.materialize(start_date=as_of, end_date=as_of + timedelta(seconds=1), feature_views=[spec.embedding_view])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import subprocess
@@ -149,3 +150,15 @@ def test_feast_imports_without_typeguard_instrumentation_unless_asked():
 
     with pytest.raises(typeguard.TypeCheckError):
         others_keep_theirs("x")
+
+
+def test_what_a_dependency_prints_becomes_its_debug_log(capsys, caplog):
+    from twotower.core.logs import printed_as_log
+
+    with caplog.at_level(logging.DEBUG, logger="feast"), printed_as_log("feast"):
+        print("\x1b[1mMaterializing\x1b[0m 1 feature views")
+        print("")
+    assert capsys.readouterr().out == ""
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        ("feast", logging.DEBUG, "\x1b[1mMaterializing\x1b[0m 1 feature views")
+    ]

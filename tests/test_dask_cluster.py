@@ -82,3 +82,21 @@ def test_full_update_runs_through_an_external_scheduler(tmp_path, cluster, monke
     assert served.id == result.generation and served.metrics["heldout_clicks"] > 0
     assert 0 < served.metrics["recall@100"] <= 1
     gens.verify(ws, served)
+
+
+def test_a_small_job_runs_on_worker_threads_a_large_one_on_worker_processes():
+    """Below ``dask.processes_from_events`` the local cluster's workers are threads of this
+    process (in-process transport, no spawn); from it on, spawned processes on loopback TCP."""
+    import os
+
+    from materialize.cluster import dask_client, use_processes
+    from twotower.core.config import DaskSettings
+
+    settings = DaskSettings(n_workers=1, processes_from_events=1_000)
+    assert [use_processes(settings, n) for n in (999, 1_000, None)] == [False, True, True]
+    assert use_processes(DaskSettings(processes_from_events=0), 1)
+    for events, scheme, same_process in ((10, "inproc://", True), (5_000, "tcp://127.0.0.1:", False)):
+        with dask_client(settings, events) as client:
+            assert client.scheduler.address.startswith(scheme), client.scheduler.address
+            (pid,) = client.run(os.getpid).values()
+            assert (pid == os.getpid()) is same_process

@@ -16,7 +16,9 @@ __all__ = ["app", "main"]
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns a command's typer.Exit code here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (UserError, ConfigError) as exc:
         typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
         sys.exit(getattr(exc, "exit_code", 2))

@@ -113,6 +113,21 @@ def generations_list(
         typer.echo(gens.describe(m, m.id == current_id))
 
 
+@app.command()
+def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """What an operator checks first: served generation, index, last gate, incremental chain,
+    one recall through the online store. Exit 1 when a check needs action."""
+    from twotower.pipelines.status import as_json as json_of, status as checks_of
+
+    checks = checks_of(settings_of(ctx), _ws(ctx))
+    if as_json:
+        typer.echo(json_of(checks))
+    for c in [] if as_json else checks:
+        typer.echo(f"{c.name:<12} {'ok ' if c.ok else 'ACT'} {c.line}")
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
 @generations_app.command("rollback")
 def generations_rollback(ctx: typer.Context) -> None:
     """Serve the previously published generation again."""

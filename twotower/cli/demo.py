@@ -1,20 +1,60 @@
-"""``twotower demo``: the whole daily cycle on a small simulated world, then a recall.
+"""``twotower demo``: the seed's story in six chapters, on a small simulated world.
 
-Idempotent: a world already simulated with the same parameters is reused and days already
-published are skipped (each stage is itself resumable), so a second run is quick.
+1. a world is simulated (users, items, days of feed events);
+2. every day goes through the nightly full update (gate, prepare, train, export, evaluate,
+   publish), warm-started from the day before;
+3. ``twotower serve`` starts on a free loopback port and is asked for a user's top-k;
+4. that user clicks items of a category they never clicked before (appended to the stream);
+5. the intraday incremental update trains their ID embedding and pushes it to the online store;
+6. the *same* HTTP request, to the same running server, now returns that category.
+
+Idempotent: a world simulated with the same parameters is reused, published days are skipped
+and a rerun's incremental update resumes its chain, so a second run tells chapters 3-6 again
+with another user (``demo.json`` lists those already moved). Only the chapter lines are printed unless ``-v``.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Callable
+import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
-from twotower.core.timeutil import US_PER_HOUR, day_start_us
+import pandas as pd
+
 from twotower.core import generations as gens
 from twotower.core.config import Settings
+from twotower.core.logs import PLATFORM
+from twotower.core.workspace import Workspace
 from twotower.pipelines.full_update import run as full_update
 from twotower.research.simulate import simulate, world_signature
-from twotower.core.workspace import Workspace
+
+K = 50
+CLICKS = 10  # the seed's "10 clicks in a new category"
+USERS = 8  # clicking at the same time, as in a feed (and in bench/bench_new_interest.py)
+MIN_ITEMS = 15  # a category this big can fill a top-k
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """The pipelines' own step lines off (the chapters summarise them), unless ``-v``."""
+    if logging.getLogger("twotower").isEnabledFor(logging.DEBUG):
+        yield
+        return
+    levels = {name: logging.getLogger(name).level for name in PLATFORM}
+    for name in PLATFORM:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
 
 
 def _world_ready(settings: Settings, ws: Workspace) -> bool:
@@ -26,59 +66,143 @@ def _world_ready(settings: Settings, ws: Workspace) -> bool:
     return json.loads(meta.read_text()).get("signature") == wanted
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _server(ws: Workspace, log: Path) -> Iterator[str]:
+    """``twotower serve`` on a free loopback port, as an operator would start it."""
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    cmd = [str(Path(sys.executable).with_name("twotower")), "-w", str(ws.root), "serve", "--port", str(port)]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"`twotower serve` exited with {proc.returncode}; its log: {log}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"`twotower serve` did not answer within 120 s; its log: {log}") from None
+                time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _get(url: str) -> dict:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _median(values) -> float:
+    return float(pd.Series(list(values)).median())
+
+
+def _share(answer: dict, category: pd.Series, wanted: int) -> int:
+    return sum(int(category.get(i["item_id"], -1)) == wanted for i in answer["items"])
+
+
+def _pick(ws: Workspace, served: gens.Manifest, base: str, category: pd.Series, used: set) -> list[tuple[int, dict, int]]:
+    """``USERS`` users with an own ID row, each with a category they never clicked (the one least
+    in their top-k), as ``bench/bench_new_interest.py`` picks; none an earlier demo run moved."""
+    users = pd.read_parquet(gens.directory(ws, served.id) / served.paths["user_id_embedding"])["user_id"]
+    clicks = pd.read_parquet(ws.events_dir, columns=["user_id", "item_id", "event_type"], filters=[("event_type", "==", "click")])
+    clicked = clicks.assign(category=clicks["item_id"].map(category)).groupby("user_id")["category"].agg(set)
+    sizes = category.value_counts()
+    big = set(sizes.index[sizes >= min(MIN_ITEMS, sizes.median())])
+    picked = []
+    for user in [u for u in users.tolist() if u not in used][: 10 * USERS]:
+        before = _get(f"{base}/recall/{user}?k={K}")
+        if before["path"] != "embedding":
+            continue
+        counts = pd.Series([int(category.get(i["item_id"], -1)) for i in before["items"]]).value_counts()
+        never = sorted(big - clicked.get(user, set()), key=lambda c: (counts.get(c, 0), -sizes[c], c))
+        if never:
+            picked.append((int(user), before, int(never[0])))
+        if len(picked) == USERS:
+            return picked
+    if not picked:
+        raise RuntimeError("no served user with a never-clicked category (world too small?)")
+    return picked
+
+
 def run(settings: Settings, ws: Workspace, echo: Callable[[str], None] = print) -> None:
+    from twotower.pipelines.incremental import run as incremental
+    from twotower.research.simulate.clicks import emit_user
+
     sim = settings.simulator
+    chapters = 6
     if _world_ready(settings, ws):
-        echo(f"[1/3] reusing the simulated world in {ws.root}")
+        echo(f"[1/{chapters}] world: reusing the simulated feed in {ws.root}")
     else:
-        echo(f"[1/3] simulating {sim.days} days: {sim.users} users, {sim.items} items (seed {sim.seed})")
-        s = simulate(settings, ws, force=True)
-        echo(f"      {s.events:,} events in {s.seconds:.1f}s")
+        echo(f"[1/{chapters}] world: simulating {sim.days} days of a feed, {sim.users:,} users, {sim.items:,} items (seed {sim.seed})")
+        with _quiet():
+            s = simulate(settings, ws, force=True)
+        echo(f"      {s.events:,} events ({s.clicks:,} clicks) in the offline store")
 
     days = ws.days()
-    echo(f"[2/3] nightly full update of each day: {', '.join(map(str, days))}")
+    echo(f"[2/{chapters}] nightly full updates: gate -> prepare -> train (warm start) -> export -> evaluate -> publish")
     for day in days:
         served = gens.current(ws)
         if served is not None and served.day >= day:
-            echo(f"      {day}: already published ({served.id if served.day == day else 'older than served'})")
+            echo(f"      {day}: already published")
             continue
-        result = full_update(settings, ws, day)
-        echo(f"      {day}: serving {result.generation}")
+        with _quiet():
+            result = full_update(settings, ws, day)
+        m = gens.load(ws, result.generation).metrics
+        echo(f"      {day}: gate passed, {result.generation} serving; recall@100 {m.get('recall@100', 0):.3f} "
+             f"(popularity {m.get('popularity_recall@100', 0):.3f}) on the day's held-out clicks")  # fmt: skip
 
-    echo("[3/4] generations")
-    current = gens.current(ws)
-    for m in gens.listing(ws):
-        echo("      " + gens.describe(m, current is not None and m.id == current.id))
-
-    echo("[4/4] recall: user ID -> Feast online features -> user tower -> Annoy top-k")
-    show_recall(settings, ws, echo)
-
-
-def show_recall(settings: Settings, ws: Workspace, echo: Callable[[str], None], k: int = 10) -> None:
-    """A served result for an active user, read against what the simulator knows they like."""
-    import numpy as np
-    import pandas as pd
-
-    from serving.retriever import Retriever
-    from twotower.research.simulate import Truth
-
-    events = pd.read_parquet(ws.events_day_dir(ws.days()[-1]), columns=["user_id", "event_type"])
-    user = int(events.loc[events.event_type == "click", "user_id"].value_counts().index[0])
+    served = gens.current(ws)
     category = pd.read_parquet(ws.items_path, columns=["item_id", "category"]).set_index("item_id")["category"]
-    retriever = Retriever.open(settings, ws)
-    try:
-        result = retriever.recall(user, k=k, hour=12)
-        newcomer = retriever.recall(10**12, k=k)  # an ID nobody has seen: still served
-    finally:
-        retriever.close()
-    noon = day_start_us(ws.days()[-1]) + 12 * US_PER_HOUR
-    liked = Truth(ws.truth_dir).preference(np.array([user]), np.array([noon]))[0]
-    top3 = set(np.argsort(-liked)[:3].tolist())
-    cats = [int(category.get(i, -1)) for i in result.item_ids]
-    hits = sum(c in top3 for c in cats)
-    echo(f"      user {user} at noon, generation {result.generation}, path {result.path}:")
-    echo(f"      true favourite categories (simulator ground truth): {sorted(top3)}")
-    for item, score, cat in zip(result.item_ids.tolist(), result.scores.tolist(), cats):
-        echo(f"        item {item:>6}  category {cat:>2}  cosine {score:+.3f}{'  *' if cat in top3 else ''}")
-    echo(f"      {hits}/{k} recalled items are in the user's favourite categories (* above)")
-    echo(f"      an unknown user ID is served too: path {newcomer.path}, {len(newcomer.item_ids)} items")
+    with _server(ws, ws.root / "demo-serve.log") as base:
+        echo(f"[3/{chapters}] serving: `twotower serve` on {base}, generation {served.id}")
+        record = ws.root / "demo.json"  # users earlier runs moved: each run tells the story anew
+        used = set(json.loads(record.read_text())["users"]) if record.exists() else set()
+        picked = _pick(ws, served, base, category, used)
+        record.write_text(json.dumps({"users": sorted(used | {u for u, _, _ in picked})}))
+        user, before, new = picked[0]
+        echo(f"      GET /recall/{user}?k={K}: path {before['path']}, category {new} has {_share(before, category, new)}/{K} items")
+
+        others = f" (and {len(picked) - 1} other users, each a category new to them)" if len(picked) > 1 else ""
+        echo(f"[4/{chapters}] user {user} clicks {CLICKS} items of category {new}{others}: events appended to the stream")
+        clicked_at = time.time()
+        with _quiet():
+            for n, (u, _, c) in enumerate(picked):
+                emit_user(settings, ws, u, c, CLICKS, seed=n)
+
+        echo(f"[5/{chapters}] incremental update: ID embeddings only, dense layers frozen, pushed to the online store")
+        with _quiet():
+            summary = incremental(settings, ws)
+        t = summary.totals
+        echo(f"      {t.trained_clicks} clicks trained, {t.pushed_users} user embeddings pushed into slot {served.embedding_slot}")
+
+        answers = [(_share(b, category, c), _share(_get(f"{base}/recall/{u}?k={K}"), category, c)) for u, b, c in picked]
+        after = _get(f"{base}/recall/{user}?k={K}")
+        seconds = time.time() - clicked_at
+        echo(f"[6/{chapters}] the same request to the same server, {seconds:.1f} s after the clicks:")
+        echo(f"      category {new}: {_share(before, category, new)}/{K} -> {_share(after, category, new)}/{K} items")
+        echo(f"      {'rank':>4}  {'before':<22}{'after':<22}")
+        for n, (b, a) in enumerate(zip(before["items"][:10], after["items"][:10]), 1):
+            cells = [f"item {i['item_id']} (cat {int(category.get(i['item_id'], -1))})" + ("*" if category.get(i["item_id"]) == new else "")
+                     for i in (b, a)]  # fmt: skip
+            echo(f"      {n:>4}  {cells[0]:<22}{cells[1]:<22}")
+        rose = sum(a > b for b, a in answers)
+        echo(f"      all {len(answers)} users: the new category rose in {rose}; median share {_median(b for b, _ in answers)}/{K} -> "
+             f"{_median(a for _, a in answers)}/{K}")
+    echo(f"      (* = category {new}; top 10 of {K} shown)")
+    echo(f"report: {ws.reports_dir / 'index.html'}")
+

@@ -12,10 +12,13 @@ workers.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import sys
 import warnings
+from typing import Iterator
 
 PLATFORM = ("twotower", "tfrs_models", "materialize", "validation", "serving")
 DEPENDENCIES = ("distributed", "feast", "great_expectations", "absl", "tensorflow", "numexpr", "urllib3", "asyncio")
@@ -40,3 +43,18 @@ def configure(verbose: bool = False) -> None:
     warnings.filterwarnings("ignore")
     for name in DEPENDENCIES:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+@contextlib.contextmanager
+def printed_as_log(logger: str) -> Iterator[None]:
+    """What a dependency ``print``s meanwhile (Feast's materialize lines, with colour codes)
+    becomes DEBUG messages of ``logger``: seen with ``-v``, not in a command's output."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        try:
+            yield
+        finally:
+            log = logging.getLogger(logger)
+            for line in buffer.getvalue().splitlines():
+                if line.strip():
+                    log.debug(line)

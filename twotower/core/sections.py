@@ -43,6 +43,12 @@ class DaskSettings(_Section):
     threads_per_worker: int = Field(1, ge=1)
     memory_limit: str = "4GiB"
     partitions: int = Field(8, ge=1, description="target partitions for per-day jobs")
+    processes_from_events: int = Field(
+        200_000, ge=0,
+        description="a local cluster runs worker processes for a full update of at least this many events; a "
+        "smaller one runs its workers as threads of the update's own process, which saves each worker's spawn and "
+        "TensorFlow import (~6 CPU-s, more than a small day's whole job). 0 = always processes",
+    )
 
 
 class SimulatorSettings(_Section):

@@ -76,7 +76,7 @@ def _run(settings: Settings, ws: Workspace, days: list[date], fresh: bool, epoch
         shutil.rmtree(work.root)
     result = FullUpdateResult(day, "", served.id if served else None)
     step = steps.Steps(result.steps)
-    dask = LazyClient(settings.dask)
+    dask = LazyClient(settings.dask, _events(ws, days))
     try:
         spec = step("features", steps.features, settings, ws, served, fresh)
         for d in days:
@@ -96,6 +96,13 @@ def _run(settings: Settings, ws: Workspace, days: list[date], fresh: bool, epoch
     # the report never fails the update: it reports what it finds
     logger.info(f"report: {write_report(settings, ws)}")
     return result
+
+
+def _events(ws: Workspace, days: list[date]) -> int:
+    """The days' events, from the parquet footers (what sizes the Dask cluster)."""
+    import pyarrow.dataset as pads
+
+    return sum(pads.dataset(ws.events_day_dir(d), format="parquet").count_rows() for d in days)
 
 
 def _other_run(work: DayWork, days: list[date], epochs: int) -> bool:
