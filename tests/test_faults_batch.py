@@ -65,8 +65,10 @@ def world(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("faults_batch") / "ws"
     root.mkdir(parents=True)
-    # The promotion check is not under test: every attempt must be allowed to publish.
-    (root / "twotower.toml").write_text("[full_update]\npromotion_min_ratio = 0.0\n")
+    # The promotion check is not under test: every attempt must be allowed to publish. Dask on
+    # worker processes even for this small day: the kills must also hit spawned workers (and
+    # the steps keep the durations PLAN's windows are sized for).
+    (root / "twotower.toml").write_text("[full_update]\npromotion_min_ratio = 0.0\n\n[dask]\nprocesses_from_events = 0\n")
     settings = load_settings(workspace=root)
     ws = Workspace(settings.workspace)
     simulate(settings, ws, **WORLD)
