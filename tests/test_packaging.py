@@ -77,6 +77,8 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_demo_from_an_empty_directo
     assert [n[:5] for n in lines if n.startswith("[")] == [f"[{i}/6]" for i in range(1, 7)], out
     # Chapter 6: the same HTTP request, after the push, returns the category the user just clicked.
     before, after = map(int, re.search(r"category \d+: (\d+)/50 -> (\d+)/50 items", out).groups())
-    rose, users = map(int, re.search(r"all (\d+) users: the new category rose in (\d+)", out).groups()[::-1])
-    assert after > before and rose >= users - 1, out
+    users, rose, median_after = re.search(r"all (\d+) users: the new category rose in (\d+); median share [\d.]+/50 -> ([\d.]+)/50", out).groups()
+    # The towers take the hour of the day (clicks and requests are "now"), so the margins, not the
+    # exact counts, are asserted (measured at 23h UTC: 8 of 8 rose, median 0 -> 22, headline 0 -> 15).
+    assert after > before and int(rose) >= 6 and float(median_after) >= 10, out
     assert (empty / "ws" / "generations" / "CURRENT").is_file()
