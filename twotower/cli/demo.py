@@ -111,8 +111,13 @@ def _median(values) -> float:
     return float(pd.Series(list(values)).median())
 
 
+def _categories(answer: dict, category: pd.Series) -> list[int]:
+    """The category of each item of an HTTP answer, in rank order (-1: unknown item)."""
+    return [int(category.get(i["item_id"], -1)) for i in answer["items"]]
+
+
 def _share(answer: dict, category: pd.Series, wanted: int) -> int:
-    return sum(int(category.get(i["item_id"], -1)) == wanted for i in answer["items"])
+    return _categories(answer, category).count(wanted)
 
 
 def _pick(ws: Workspace, served: gens.Manifest, base: str, category: pd.Series, used: set) -> list[tuple[int, dict, int]]:
@@ -128,7 +133,7 @@ def _pick(ws: Workspace, served: gens.Manifest, base: str, category: pd.Series, 
         before = _get(f"{base}/recall/{user}?k={K}")
         if before["path"] != "embedding":
             continue
-        counts = pd.Series([int(category.get(i["item_id"], -1)) for i in before["items"]]).value_counts()
+        counts = pd.Series(_categories(before, category)).value_counts()
         never = sorted(big - clicked.get(user, set()), key=lambda c: (counts.get(c, 0), -sizes[c], c))
         if never:
             picked.append((int(user), before, int(never[0])))
@@ -190,16 +195,19 @@ def run(settings: Settings, ws: Workspace, echo: Callable[[str], None] = print) 
         t = summary.totals
         echo(f"      {t.trained_clicks} clicks trained, {t.pushed_users} user embeddings pushed into slot {served.embedding_slot}")
 
-        answers = [(_share(b, category, c), _share(_get(f"{base}/recall/{u}?k={K}"), category, c)) for u, b, c in picked]
         after = _get(f"{base}/recall/{user}?k={K}")
         seconds = time.time() - clicked_at
+        answers = [(_share(b, category, c), _share(after if u == user else _get(f"{base}/recall/{u}?k={K}"), category, c))
+                   for u, b, c in picked]  # fmt: skip
         echo(f"[6/{chapters}] the same request to the same server, {seconds:.1f} s after the clicks:")
-        echo(f"      category {new}: {_share(before, category, new)}/{K} -> {_share(after, category, new)}/{K} items")
+        echo(f"      category {new}: {answers[0][0]}/{K} -> {answers[0][1]}/{K} items")
         echo(f"      {'rank':>4}  {'before':<22}{'after':<22}")
-        for n, (b, a) in enumerate(zip(before["items"][:10], after["items"][:10]), 1):
-            cells = [f"item {i['item_id']} (cat {int(category.get(i['item_id'], -1))})" + ("*" if category.get(i["item_id"]) == new else "")
-                     for i in (b, a)]  # fmt: skip
-            echo(f"      {n:>4}  {cells[0]:<22}{cells[1]:<22}")
+        ranked = [zip((i["item_id"] for i in a["items"]), _categories(a, category)) for a in (before, after)]
+        for n, cells in enumerate(zip(*ranked), 1):
+            shown = [f"item {item} (cat {cat})" + ("*" if cat == new else "") for item, cat in cells]
+            echo(f"      {n:>4}  {shown[0]:<22}{shown[1]:<22}")
+            if n == 10:
+                break
         rose = sum(a > b for b, a in answers)
         echo(f"      all {len(answers)} users: the new category rose in {rose}; median share {_median(b for b, _ in answers)}/{K} -> "
              f"{_median(a for _, a in answers)}/{K}")

@@ -22,7 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
-import pandas as pd
+import pyarrow.parquet as pq
 
 from twotower.core import generations as gens
 from twotower.core.config import Settings
@@ -105,11 +105,11 @@ def _incremental(ws: Workspace, served: gens.Manifest) -> Check:
 def _serving(settings: Settings, ws: Workspace, served: gens.Manifest) -> Check:
     from serving.retriever import Retriever
 
-    table = pd.read_parquet(gens.directory(ws, served.id) / served.paths["user_id_embedding"])
-    if table.empty:
+    # One user of the generation: the first row of its embedding table (not the whole table).
+    first = next(pq.ParquetFile(gens.directory(ws, served.id) / served.paths["user_id_embedding"]).iter_batches(batch_size=1), None)
+    if first is None or first.num_rows == 0:
         return Check("serving", True, "the served generation has no user ID embeddings to ask for")
-    user = table.iloc[0, 0]
-    user = user.item() if hasattr(user, "item") else user
+    user = first.column(0)[0].as_py()
     try:
         retriever = Retriever.open(settings, ws)
     except Exception as exc:  # noqa: BLE001 - what an operator needs is the reason, whatever it is
