@@ -60,7 +60,7 @@ def validate_day(settings: Settings, ws: Workspace, day: date, spec: FeatureSpec
             ws, spec, examples=cfg.examples, index_days=cfg.docs_index_days
         )
         checked_at = time.perf_counter()
-        result = project.run_checkpoint(checkpoint, day, parameters)
+        result = project.run_checkpoint(context, checkpoint, day, parameters)
         finished_at = time.perf_counter()
     finally:
         if not cfg.keep_batches:

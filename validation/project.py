@@ -21,10 +21,10 @@ import great_expectations as gx
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from great_expectations.checkpoint import UpdateDataDocsAction
 from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context import AbstractDataContext
 from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
 from twotower.core.workspace import Workspace
 from twotower.core.features import FeatureSpec
@@ -80,7 +80,7 @@ def _forget(collection, name: str, stored: Path) -> None:
 
 def _site_config(index_results: int) -> dict:
     # The index lists only the newest results: building it loads each listed result, and the
-    # action rebuilds it once per suite, so an unbounded index makes every day slower.
+    # index is rebuilt every day, so an unbounded index makes every day slower.
     return {
         "class_name": "SiteBuilder",
         "show_how_to_buttons": False,
@@ -145,19 +145,27 @@ def open_project(
         gx.Checkpoint(
             name=CHECKPOINT,
             validation_definitions=definitions,
-            actions=[UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])],
             result_format={"result_format": "SUMMARY", "partial_unexpected_count": examples},
         )
     )
 
 
-def run_checkpoint(checkpoint: gx.Checkpoint, day: date, parameters: dict):
+def run_checkpoint(context: AbstractDataContext, checkpoint: gx.Checkpoint, day: date, parameters: dict):
+    """Validate the day's batches, then build their data docs pages and the index in one pass.
+
+    Not GX's ``UpdateDataDocsAction``: it rebuilds the site once per validation result (six
+    times a day, each compiling every page template again: 6 of a tiny day's 12 s).
+    """
     run_id = RunIdentifier(run_name=f"gate-{day.isoformat()}")
-    return checkpoint.run(
+    result = checkpoint.run(
         batch_parameters={"year": day.year, "month": day.month, "day": day.day},
         expectation_parameters=parameters,
         run_id=run_id,
     )
+    pages = [*result.run_results]
+    pages += [ExpectationSuiteIdentifier(name=key.expectation_suite_identifier.name) for key in result.run_results]
+    context.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=pages)
+    return result
 
 
 def docs_paths(context: AbstractDataContext, result) -> tuple[Path, dict[str, Path]]:
