@@ -134,6 +134,41 @@ def feast_server(settings: Settings, ws: Workspace, log: Path):
         yield base
 
 
+def twotower_in_process(ws: Path, *args: str) -> str:
+    """``twotower --workspace WS ARGS`` through the same Typer app, in this process: what a user
+    runs, minus the 10-13 s a fresh interpreter spends importing TensorFlow, GX and Feast (for the
+    tests whose subject is the data path; output and exit codes of the real executable are
+    tested by running it). No TWOTOWER_* of the test process; the logging, warnings and
+    environment the command sets up are put back afterwards. Returns its stdout."""
+    import logging
+    import warnings
+
+    from typer.testing import CliRunner
+
+    from twotower.cli import app
+
+    environ = dict(os.environ)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    levels = {name: lg.level for name, lg in logging.Logger.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
+    showwarning = warnings.showwarning  # logs.configure routes warnings through logging
+    try:
+        with warnings.catch_warnings():
+            result = CliRunner().invoke(app, ["--workspace", str(ws), *args], env={k: None for k in environ if k.startswith("TWOTOWER_")})
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
+        root.handlers[:], root.level = handlers, level
+        logging.captureWarnings(False)
+        warnings.showwarning = showwarning
+        for name, lg in logging.Logger.manager.loggerDict.items():
+            if isinstance(lg, logging.Logger):
+                lg.setLevel(levels.get(name, logging.NOTSET))
+    assert result.exit_code == 0 and result.exception is None, (
+        f"twotower {' '.join(args)} exited {result.exit_code} ({result.exception!r}):\n{result.stdout}\n{result.stderr}")
+    return result.stdout
+
+
 def twotower_cli(ws: Path, *args: str, timeout: float = 900) -> str:
     """``twotower --workspace WS ARGS`` as a user runs it (no TWOTOWER_* of the test process); its stdout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWOTOWER_")}

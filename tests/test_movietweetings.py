@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from bench.movietweetings import DATA, SETTINGS, events_csv, movies_csv
-from serving_support import twotower_cli as cli, twotower_server
+from serving_support import twotower_in_process as cli, twotower_server
 from twotower.core import generations as gens
 from twotower.core.config import load_settings
 from twotower.core.workspace import Workspace

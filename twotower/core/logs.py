@@ -21,7 +21,11 @@ import warnings
 from typing import Iterator
 
 PLATFORM = ("twotower", "tfrs_models", "materialize", "validation", "serving")
-DEPENDENCIES = ("distributed", "feast", "great_expectations", "absl", "tensorflow", "numexpr", "urllib3", "asyncio")
+# py.warnings: Python warnings, routed through logging (``captureWarnings``) because a filter
+# cannot hold them: Feast's modules call ``warnings.simplefilter("once", DeprecationWarning)``
+# when imported, ahead of any "ignore", so a library imported after Feast warned on stderr.
+DEPENDENCIES = ("distributed", "feast", "great_expectations", "absl", "tensorflow", "numexpr", "urllib3", "asyncio",
+                "py.warnings")
 
 
 def configure(verbose: bool = False) -> None:
@@ -31,6 +35,7 @@ def configure(verbose: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.captureWarnings(True)
     for name in PLATFORM:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)
     if verbose:

@@ -36,7 +36,6 @@ from twotower.index.item_index import load_meta
 from twotower.index.shard_build import build_index
 from twotower.index.sharded_index import load_vectors, manifest_summary, open_index
 from twotower.pipelines.day import DayWork, PromotionRefused, day_bounds
-from validation import raise_if_failed, validate_day
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +63,10 @@ class Steps:
 
 
 def validate(settings: Settings, ws: Workspace, day: date, spec: FeatureSpec) -> None:
+    # Great Expectations is imported here, not with the module: 4 s that a run resumed past its
+    # gate (or asked for a published day) does not need.
+    from validation import raise_if_failed, validate_day
+
     report = validate_day(settings, ws, day, spec)
     logger.info(report.format())
     raise_if_failed(report)
