@@ -25,7 +25,7 @@ from serving import api
 from twotower.adapters import uvicorn_http
 from serving.generation import served_user_id_type
 from serving.guard import Guard
-from serving.metrics import ServingMetrics
+from serving.metrics import LatencySnapshots, ServingMetrics
 from serving.retriever import Retriever
 from serving.watcher import GenerationWatcher
 from twotower.core import generations as gens
@@ -44,7 +44,7 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
     """The app; loads the served generation at startup unless a ``retriever`` is given."""
     s = settings.serving
     ws = Workspace(settings.workspace)
-    state: dict = {"retriever": retriever, "watcher": None}
+    state: dict = {"retriever": retriever, "watcher": None, "snapshots": None}
     metrics = ServingMetrics(
         lambda: state["retriever"].current if state["retriever"] is not None else None,
         freshness=ws.stream_dir / "freshness.json",
@@ -61,6 +61,7 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
                 r, s.poll_interval_s,
                 on_swap=lambda old, new: metrics.swaps.inc(), on_error=lambda exc: metrics.load_failures.inc(),
             ).start()  # fmt: skip
+        state["snapshots"] = LatencySnapshots(metrics, ws.serving_dir, s.latency_snapshot_s, lambda: r.current.id).start()
         log.info("serving %s (channel %s)", r.current.id, s.channel)
         # Everything loaded so far (TensorFlow, Feast, the generation) lives for the whole
         # process: move it out of the collector's reach, or each full collection walks
@@ -68,6 +69,7 @@ def create_app(settings: Settings, retriever: Retriever | None = None, watch: bo
         gc.collect()
         gc.freeze()
         yield
+        state["snapshots"].stop()
         if state["watcher"] is not None:
             state["watcher"].stop()
         r.close()

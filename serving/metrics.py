@@ -8,6 +8,10 @@ read at scrape time (a collector, not a gauge updated on swap), so it is never s
 from __future__ import annotations
 
 import json
+import os
+import socket
+import threading
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from serving.recall import PATHS
+from twotower.core.files import atomic_write_bytes
 
 # Request latency is sub-millisecond to a few ms: fine buckets there.
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
@@ -146,3 +151,72 @@ class ServingMetrics:
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def snapshot(self) -> dict:
+        """The latency histograms as they stand (``LATENCY_FORMAT``): per HTTP route and per
+        recall stage, cumulative bucket counts beside their upper bounds, count and sum."""
+        out = {"format": LATENCY_FORMAT, "http": _histograms(self.latency, "route"), "stages": _histograms(self.stage, "stage")}
+        return out
+
+
+LATENCY_FORMAT = "twotower-serving-latency/1"
+
+
+def _histograms(histogram: Histogram, label: str) -> dict[str, dict]:
+    out: dict[str, dict] = {}
+    for family in histogram.collect():
+        for sample in family.samples:
+            entry = out.setdefault(sample.labels[label], {"le": [], "buckets": [], "count": 0, "sum": 0.0})
+            if sample.name.endswith("_bucket"):
+                entry["le"].append(sample.labels["le"])
+                entry["buckets"].append(int(sample.value))
+            elif sample.name.endswith("_count"):
+                entry["count"] = int(sample.value)
+            elif sample.name.endswith("_sum"):
+                entry["sum"] = float(sample.value)
+    return out
+
+
+class LatencySnapshots:
+    """Writes this server process's latency histograms to ``<directory>/latency-<host>-<pid>.json``
+    (atomically) every ``interval_s`` while requests came in, and once more at ``stop``: what
+    the report shows as the workspace's real serving latency (each process has its own
+    histograms - one per uvicorn worker - and the report adds them up). A thread, not a
+    request: nothing a client sends decides what is written or where."""
+
+    def __init__(self, metrics: ServingMetrics, directory: Path, interval_s: float, generation: Callable[[], str | None]):
+        self.metrics, self.interval_s, self.generation = metrics, interval_s, generation
+        self.path = Path(directory) / f"latency-{socket.gethostname()}-{os.getpid()}.json"
+        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="latency-snapshots", daemon=True)
+        self._written = -1
+
+    def start(self) -> "LatencySnapshots":
+        if self.interval_s > 0:
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.write()
+
+    def write(self) -> None:
+        data = self.metrics.snapshot()
+        count = sum(h["count"] for h in data["http"].values())
+        if count == self._written:
+            return
+        data.update(pid=os.getpid(), started_at=self.started_at, generation=self.generation(),
+                    written_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))  # fmt: skip
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.path, json.dumps(data, indent=1).encode())
+            self._written = count
+        except OSError:
+            pass  # a full or read-only disk must not take serving down; the next write tries again
+
+    def stop(self) -> None:
+        if self.interval_s > 0:
+            self._stop.set()
+            self._thread.join(timeout=5)
+            self.write()

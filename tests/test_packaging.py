@@ -82,3 +82,7 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_demo_from_an_empty_directo
     # exact counts, are asserted (measured at 23h UTC: 8 of 8 rose, median 0 -> 22, headline 0 -> 15).
     assert after > before and int(rose) >= 6 and float(median_after) >= 10, out
     assert (empty / "ws" / "generations" / "CURRENT").is_file()
+    # The report, written after the demo's server stopped, shows that server's real latency.
+    report = (empty / "ws" / "reports" / "index.html").read_text()
+    served = re.search(r"/recall \(server side\)</td><td>([\d,]+)</td>", report)
+    assert served and int(served.group(1).replace(",", "")) >= 16, "the demo server's latency is not in the report"

@@ -26,9 +26,13 @@ from twotower.report import write_report
 from twotower.research.simulate import simulate
 from twotower.core.workspace import Workspace
 
+# The network is off for every page: no name resolves and every proxied request goes nowhere.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
-PLOTS = 8  # gate 1, generations 1, replay 4 (summary, by hour, timeline, new interest), freshness 1, serving 1
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=http://127.0.0.1:9"]  # fmt: skip
+# gate 1, generations 1, replay 4 (summary, by hour, timeline, new interest), freshness 1,
+# the workspace's servers 1, serving benchmark 1
+PLOTS = 9
 
 
 def chromium(tmp: Path, *args: str) -> subprocess.CompletedProcess:
@@ -99,6 +103,7 @@ def reported(tmp_path_factory):
     recorder.observe(rng.exponential(3.0, 200), rng.exponential(0.5, 200))
     ws.stream_dir.mkdir(parents=True, exist_ok=True)
     recorder.write(generation=parent)
+    served_latency(ws, requests=40)
     bench = root / "bench"
     bench.mkdir()
     stage = {"p50_ms": 0.2, "p90_ms": 0.3, "p99_ms": 0.5}
@@ -108,6 +113,19 @@ def reported(tmp_path_factory):
         "http": {"workers_1": {"runs": [{"concurrency": c, "req_per_s": 400 + c, "p99_ms": 5 + c} for c in (1, 4, 8)]}},
     }))  # fmt: skip
     return ws, write_report(settings, ws, bench_dir=bench)
+
+
+def served_latency(ws: Workspace, requests: int) -> None:
+    """What a server process leaves at shutdown: serving's own histograms and snapshot writer."""
+    from serving.metrics import LatencySnapshots, ServingMetrics
+
+    metrics = ServingMetrics()
+    rng = np.random.default_rng(2)
+    for seconds in rng.exponential(0.0015, requests):
+        metrics.latency.labels("/recall/{user_id}").observe(seconds)
+        for stage, share in (("online", 0.4), ("tower", 0.1), ("index", 0.5)):
+            metrics.stage.labels(stage).observe(seconds * share)
+    LatencySnapshots(metrics, ws.serving_dir, 0.0, lambda: "g00002").write()
 
 
 def test_report_files(reported):
@@ -127,10 +145,54 @@ def test_chromium_renders_every_plot_and_working_links(reported, tmp_path):
     dom = chromium(tmp_path, "--dump-dom", path.as_uri()).stdout
     assert dom.count("<svg") >= PLOTS, dom.count("<svg")
     assert "Data gate" in dom and "Day replay" in dom and "Serving latency" in dom
+    served = dom[dom.index("Serving latency of this workspace"):dom.index("Serving latency (last benchmark)")]
+    assert "<svg" in served and "/recall (server side)</td><td>40</td>" in served, served[:2000]
     links = re.findall(r"href=\"([^\"#]+)\"", dom)
     assert any("data_docs" in h for h in links), links
     for href in links:  # the data docs links resolve to real GX pages
         assert (path.parent / href).resolve().is_file(), href
+
+
+def test_every_gate_run_links_its_suite_pages_and_they_read_offline(reported, tmp_path):
+    """GX's own site index draws its table with scripts from public CDNs (empty without a
+    network); the report is the index that works offline: every validated day, each suite
+    linked, and each linked page shows its expectations and verdict with the network off."""
+    ws, path = reported
+    dom = chromium(tmp_path, "--dump-dom", path.as_uri()).stdout
+    days = [d.isoformat() for d in ws.days()]
+    for day in days:
+        assert f"<td>{day}</td>" in dom, day
+    pages = [h for h in re.findall(r"href=\"([^\"#]+)\"", dom) if "/validations/" in h]
+    assert len(pages) == 6 * len(days), pages  # six suites a day
+    for href in pages[:: len(pages) // 3]:
+        text = chromium(tmp_path, "--dump-dom", (path.parent / href).resolve().as_uri()).stdout
+        assert "Expectation Validation Result" in text and "Evaluated Expectations" in text, href
+        assert re.search(r"Status:\s*(<[^>]+>\s*)*(Succeeded|Failed)", text), href
+
+
+def test_a_real_server_leaves_its_latency_for_the_report(tmp_path_factory, tmp_path):
+    """``twotower serve`` writes its histograms at shutdown; the report adds up every process's."""
+    import httpx
+
+    from serving_support import copy_world, shared_world, twotower_server
+    from twotower.report.collect import collect
+
+    _, ws0, ids = shared_world(tmp_path_factory)
+    settings, ws = copy_world(ws0, tmp_path / "ws")
+    user = int(pd.read_parquet(gens.directory(ws, ids[1]) / "user_id_embedding.parquet")["user_id"].iloc[0])
+    with twotower_server(ws, tmp_path / "serve.log") as base:
+        for _ in range(7):
+            assert httpx.get(f"{base}/recall/{user}", params={"k": 5}, timeout=30).status_code == 200
+        assert httpx.post(f"{base}/recall", json={"user_ids": [user, user], "k": 5}, timeout=30).status_code == 200
+    (snapshot,) = ws.serving_dir.glob("latency-*.json")
+    data = json.loads(snapshot.read_text())
+    assert data["generation"] == ids[1]
+    assert data["http"]["/recall/{user_id}"]["count"] == 7 and data["http"]["/recall"]["count"] == 1
+    assert data["stages"]["index"]["count"] == 8  # one per recall batch
+    merged = collect(ws).served_latency
+    assert merged["processes"] == 1 and merged["http"]["/recall/{user_id}"]["buckets"][-1] == 7
+    page = write_report(settings, ws, bench_dir=tmp_path / "no-bench").read_text()
+    assert "/recall (server side)</td><td>8</td>" in page
 
 
 def test_chromium_screenshot_is_not_blank(reported, tmp_path):
@@ -153,7 +215,7 @@ def test_empty_workspace_still_gets_a_report(tmp_path):
     page = write_report(settings, ws, bench_dir=tmp_path / "no-bench").read_text()
     assert "<svg" not in page
     for hint in ("No validation run yet", "No published generation yet", "No replay results yet",
-                 "No freshness statistics yet", "No serving benchmark yet"):  # fmt: skip
+                 "No freshness statistics yet", "No latency snapshot of a server yet", "No serving benchmark yet"):  # fmt: skip
         assert hint in page
 
 

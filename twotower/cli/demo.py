@@ -33,6 +33,7 @@ from twotower.core.config import Settings
 from twotower.core.logs import PLATFORM
 from twotower.core.workspace import Workspace
 from twotower.pipelines.full_update import run as full_update
+from twotower.report import write_report
 from twotower.research.simulate import simulate, world_signature
 
 K = 50
@@ -212,5 +213,6 @@ def run(settings: Settings, ws: Workspace, echo: Callable[[str], None] = print) 
         echo(f"      all {len(answers)} users: the new category rose in {rose}; median share {_median(b for b, _ in answers)}/{K} -> "
              f"{_median(a for _, a in answers)}/{K}")
     echo(f"      (* = category {new}; top 10 of {K} shown)")
-    echo(f"report: {ws.reports_dir / 'index.html'}")
+    # After the server stopped: its latency histograms (written at shutdown) are in the report.
+    echo(f"report: {write_report(settings, ws)}")
 

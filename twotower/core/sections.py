@@ -188,6 +188,11 @@ class ServingSettings(_Section):
         1_024, ge=1, description="connections + requests in flight per worker; above it new ones get HTTP 503"
     )
     workers: int = Field(1, ge=1, description="uvicorn worker processes of `twotower serve`")
+    latency_snapshot_s: float = Field(
+        10.0, ge=0,
+        description="how often each server process writes its latency histograms to <workspace>/serving (the report "
+        "reads them); also at shutdown; 0: never",
+    )  # fmt: skip
     online_retry_s: float = Field(
         1.0, ge=0,
         description="after a failed online-store read, requests are answered degraded (popular items) "

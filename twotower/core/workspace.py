@@ -95,6 +95,11 @@ class Workspace:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
+    @property
+    def serving_dir(self) -> Path:
+        """What ``twotower serve`` processes leave behind: their latency snapshots."""
+        return self.root / "serving"
+
     def days(self) -> list[date]:
         """Days present in the offline event store, in order."""
         if not self.events_dir.is_dir():

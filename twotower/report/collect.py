@@ -28,6 +28,7 @@ class Sources:
     replay: dict | None = None
     freshness: dict | None = None
     serving: dict | None = None
+    served_latency: dict | None = None  # this workspace's servers' histograms, added up (``served_latency``)
     problems: list[str] = field(default_factory=list)  # sources that exist but could not be read
     paths: dict[str, Path] = field(default_factory=dict)
 
@@ -71,7 +72,45 @@ def collect(ws: Workspace, bench_dir: Path | None = None) -> Sources:
     out.freshness = _read_json(out.paths["freshness"], out.problems)
     out.paths["serving"] = Path(bench_dir or DEFAULT_BENCH_DIR) / "serving.json"
     out.serving = _read_json(out.paths["serving"], out.problems)
+    out.paths["served_latency"] = ws.serving_dir
+    snapshots = [d for p in sorted(ws.serving_dir.glob("latency-*.json")) if (d := _read_json(p, out.problems))]
+    out.served_latency = served_latency(snapshots) if snapshots else None
     return out
+
+
+def served_latency(snapshots: list[dict]) -> dict:
+    """The latency snapshots of every server process (``serving.metrics.LatencySnapshots``)
+    added up: one histogram per HTTP route and per recall stage, with the processes counted."""
+    merged: dict = {"processes": len(snapshots), "written_at": max(str(s.get("written_at", "")) for s in snapshots),
+                    "generations": sorted({str(s["generation"]) for s in snapshots if s.get("generation")}),
+                    "http": {}, "stages": {}}  # fmt: skip
+    for snap in snapshots:
+        for part in ("http", "stages"):
+            for name, h in (snap.get(part) or {}).items():
+                into = merged[part].setdefault(name, {"le": h["le"], "buckets": [0] * len(h["le"]), "count": 0, "sum": 0.0})
+                if into["le"] != h["le"]:
+                    continue  # another bucket layout (another version): not added
+                into["buckets"] = [a + b for a, b in zip(into["buckets"], h["buckets"])]
+                into["count"] += h["count"]
+                into["sum"] += h["sum"]
+    return merged
+
+
+def quantile(h: dict, q: float) -> float | None:
+    """The ``q`` quantile of a cumulative histogram, linear within its bucket (as Prometheus'
+    ``histogram_quantile``); None without observations, the largest finite bound above it."""
+    total = h["buckets"][-1] if h["buckets"] else 0
+    if total == 0:
+        return None
+    rank, low, below = q * total, 0.0, 0
+    for bound, cum in zip(h["le"], h["buckets"]):
+        if cum >= rank:
+            if bound == "+Inf":
+                return low
+            high = float(bound)
+            return low + (high - low) * (rank - below) / max(cum - below, 1)
+        low, below = (float(bound) if bound != "+Inf" else low), cum
+    return low
 
 
 def http_runs(serving: dict) -> dict[str, list[dict]]:

@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 
 from twotower.report import plots
-from twotower.report.collect import Sources, freshness_buckets, http_runs
+from twotower.report.collect import Sources, freshness_buckets, http_runs, quantile
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#f6f7f9}
@@ -68,7 +68,9 @@ def validation_section(src: Sources, base: Path) -> str:
         rows.append([escape(s["day"]), f"<b class='{'ok' if ok else 'bad'}'>{'passed' if ok else 'FAILED'}</b>",
                      str(s.get("evaluated", "-")), fails, " ".join(suites) or "-"])  # fmt: skip
     docs = src.validation[-1].get("docs_path")
-    link = f"<p>Great Expectations data docs: {_link(docs, base, 'open the data docs site')}</p>" if docs else ""
+    link = (f"<p>Great Expectations data docs: {_link(docs, base, 'the site index')} (it draws its list with scripts "
+            "from public CDNs, so it is empty without a network; the table below is the offline index: every "
+            "validated day, each suite's page linked)</p>") if docs else ""  # fmt: skip
     return (link + _figure(plots.validation(src.validation))
             + _table(["day", "gate", "expectations", "failures (first 5)", "data docs per suite"], rows))  # fmt: skip
 
@@ -164,6 +166,46 @@ def serving_section(src: Sources) -> str:
             + (_table(["target check", "value"], rows) if rows else ""))  # fmt: skip
 
 
+def _buckets(h: dict) -> tuple[list[str], list[int]]:
+    """Per-bucket counts (not cumulative) of a histogram, labelled by their millisecond ranges."""
+    cum, labels, low = h["buckets"], [], "0"
+    for bound in h["le"]:
+        high = f"{float(bound) * 1000:g}" if bound != "+Inf" else None
+        labels.append(f"{low}–{high} ms" if high else f">{low} ms")
+        low = high or low
+    return labels, [cum[0]] + [b - a for a, b in zip(cum, cum[1:])]
+
+
+def served_latency_section(src: Sources) -> str:
+    lat = src.served_latency
+    if not lat:
+        return _missing("latency snapshot of a server", "<code>twotower serve</code> (or <code>twotower demo</code>): each server "
+                        "process writes its histograms to <code>serving/</code>")  # fmt: skip
+    recall = [h for route, h in lat["http"].items() if route.startswith("/recall")]
+    requests = None
+    if recall:
+        requests = {"le": recall[0]["le"], "buckets": [sum(c) for c in zip(*(h["buckets"] for h in recall if h["le"] == recall[0]["le"]))],
+                    "count": sum(h["count"] for h in recall), "sum": sum(h["sum"] for h in recall)}  # fmt: skip
+    stages = {}
+    for name, h in lat["stages"].items():
+        qs = {f"p{int(q * 100)}_ms": quantile(h, q) for q in (0.5, 0.9, 0.99)}
+        if all(v is not None for v in qs.values()):
+            stages[name] = {k: v * 1000 for k, v in qs.items()}
+    rows = []
+    if requests and requests["count"]:
+        qs = [quantile(requests, q) for q in (0.5, 0.9, 0.99)]
+        rows.append(["/recall (server side)", f"{requests['count']:,}", *(_num(q and q * 1000, "{:.2f}") for q in qs),
+                     f"{requests['sum'] / requests['count'] * 1000:.2f}"])  # fmt: skip
+    for name, h in lat["stages"].items():
+        if h["count"]:
+            rows.append([escape(name), f"{h['count']:,}", *(_num(stages.get(name, {}).get(p), "{:.3f}") for p in ("p50_ms", "p90_ms", "p99_ms")),
+                         f"{h['sum'] / h['count'] * 1000:.2f}"])  # fmt: skip
+    intro = (f"<p class='muted'>{lat['processes']} server process(es), generation(s) {escape(', '.join(lat['generations']) or '-')}; "
+             f"last written {escape(lat['written_at'])}. Quantiles are read from the histograms' buckets.</p>")  # fmt: skip
+    return (intro + _table(["what", "observations", "p50 ms", "p90 ms", "p99 ms", "mean ms"], rows)
+            + _figure(plots.served_latency(_buckets(requests) if requests else None, stages)))  # fmt: skip
+
+
 def cards(src: Sources) -> str:
     out = []
     if src.current:
@@ -192,6 +234,7 @@ def render(src: Sources, workspace: Path, base: Path) -> str:
         ("Generations: training loss and held-out recall", generations_section(src)),
         ("Day replay: update strategies compared", replay_section(src)),
         ("Freshness of the incremental update", freshness_section(src)),
+        ("Serving latency of this workspace's servers", served_latency_section(src)),
         ("Serving latency (last benchmark)", serving_section(src)),
     ]
     problems = "".join(f"<li>{escape(p)}</li>" for p in src.problems)

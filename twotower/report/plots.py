@@ -161,19 +161,24 @@ def freshness(buckets: dict[str, tuple[list[str], list[int]]]) -> str | None:
     return to_svg(fig)
 
 
+def _stage_bars(ax, stages: dict[str, dict], title: str) -> None:
+    """p50 / p90 / p99 bars (ms) of each stage side by side."""
+    names = list(stages)
+    for j, p in enumerate(("p50_ms", "p90_ms", "p99_ms")):
+        ax.bar(np.arange(len(names)) + (j - 1) * 0.27, [stages[n].get(p, np.nan) for n in names], 0.27, label=p[:-3])
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_ylabel("ms")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+
+
 def serving(stages: dict[str, dict], runs: dict[str, list[dict]]) -> str | None:
     if not stages and not runs:
         return None
     fig, axes = _figure(cols=2 if stages and runs else 1)
     ax = axes[0]
     if stages:
-        names = list(stages)
-        for j, p in enumerate(("p50_ms", "p90_ms", "p99_ms")):
-            ax.bar(np.arange(len(names)) + (j - 1) * 0.27, [stages[n].get(p, np.nan) for n in names], 0.27, label=p[:-3])
-        ax.set_xticks(range(len(names)), names, fontsize=8)
-        ax.set_ylabel("ms")
-        ax.set_title("in-process recall latency by stage", fontsize=9)
-        ax.legend(fontsize=7)
+        _stage_bars(ax, stages, "in-process recall latency by stage")
         ax = axes[-1]
     if runs:
         for name, rs in runs.items():
@@ -188,4 +193,20 @@ def serving(stages: dict[str, dict], runs: dict[str, list[dict]]) -> str | None:
         twin.set_ylabel("p99 ms (dashed)")
         ax.set_title("HTTP /recall throughput and p99", fontsize=9)
         ax.legend(fontsize=7, loc="upper left")
+    return to_svg(fig)
+
+
+def served_latency(requests: tuple[list[str], list[int]] | None, stages: dict[str, dict]) -> str | None:
+    """The workspace's own servers: requests per latency bucket, and each stage's p50/p90/p99."""
+    if not requests and not stages:
+        return None
+    fig, axes = _figure(cols=2 if requests and stages else 1)
+    if requests:
+        labels, counts = requests
+        ax = axes[0]
+        ax.bar(range(len(counts)), counts, color="#2166ac")
+        ax.set_xticks(range(len(counts)), labels, rotation=60, fontsize=7)
+        ax.set_title("/recall requests by server-side latency", fontsize=9)
+    if stages:
+        _stage_bars(axes[-1], stages, "recall stages (from the histograms)")
     return to_svg(fig)
