@@ -18,32 +18,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 from bench import write_result
-from bench.serving_world import clustered, unit
+from bench.serving_world import catalogue, catalogue_args, query_latency
 
 
 def main() -> None:
-    from twotower.index.item_index import ItemIndex, build, choose_search_k, exact_topk
+    from twotower.index.item_index import ItemIndex, build, choose_search_k
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
-    parser.add_argument("--dim", type=int, default=64)
-    parser.add_argument("--clusters", type=int, default=1_000)
-    parser.add_argument("--noise", type=float, default=0.6)
+    catalogue_args(parser)
     parser.add_argument("--trees", type=int, nargs="+", default=[25, 50, 100])
-    parser.add_argument("--target", type=float, default=0.95)
-    parser.add_argument("--queries", type=int, default=300)
     args = parser.parse_args()
-
-    rng = np.random.default_rng(0)
-    centers = unit(rng.standard_normal((args.clusters, args.dim)).astype(np.float32))
-    vectors = clustered(rng, centers, args.items, args.noise)
-    ids = np.arange(args.items, dtype=np.int64)
-    tuning = clustered(rng, centers, args.queries, args.noise)
-    fresh = clustered(rng, centers, args.queries, args.noise)
-    truth = np.concatenate([exact_topk(vectors, fresh[s : s + 50], 100) for s in range(0, len(fresh), 50)])
+    ids, vectors, tuning, fresh, truth = catalogue(args)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         for n_trees in args.trees:
@@ -53,22 +40,13 @@ def main() -> None:
             t0 = time.perf_counter()
             search_k, trials = choose_search_k(index, vectors, tuning, 100, args.target)
             tuning_s = time.perf_counter() - t0
-            for q in fresh[:50]:  # warm the page cache
-                index.query(q, 100, search_k)
-            latency, hits = [], 0
-            for q, want in zip(fresh, truth):
-                t0 = time.perf_counter()
-                got, _ = index.query(q, 100, search_k)
-                latency.append(time.perf_counter() - t0)
-                hits += len(set(got.tolist()) & set(want.tolist()))
+            measured = query_latency(index, fresh, truth, search_k)  # warms the page cache first
             index.unload()
-            lat = np.asarray(latency) * 1e3
             run = {
                 "n_trees": n_trees, "build_seconds": round(meta.build_seconds, 1),
                 "size_mib": round(meta.size_bytes / 2**20, 1), "search_k": search_k,
-                "tuning_seconds": round(tuning_s, 1), "recall_at_100_fresh": round(hits / truth.size, 4),
-                "query_p50_ms": round(float(np.percentile(lat, 50)), 3),
-                "query_p99_ms": round(float(np.percentile(lat, 99)), 3),
+                "tuning_seconds": round(tuning_s, 1), "recall_at_100_fresh": measured["recall_at_100"],
+                "query_p50_ms": measured["p50_ms"], "query_p99_ms": measured["p99_ms"],
                 "trials": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in t.items()} for t in trials],
             }  # fmt: skip
             print({k: v for k, v in run.items() if k != "trials"}, flush=True)

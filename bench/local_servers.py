@@ -1,4 +1,5 @@
-"""Throwaway servers on loopback for benchmarks and tests: a free port, a redis-server.
+"""Throwaway servers on loopback for benchmarks and tests: a free port, a redis-server, a
+Milvus Lite server.
 
 The one place that starts a redis-server for a measurement or a test (no persistence unless
 asked); its configuration goes in on stdin, so a password never shows in a process list.
@@ -9,7 +10,9 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 import time
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -48,3 +51,33 @@ def redis_server(password: str | None = None, port: int | None = None) -> Iterat
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+@contextmanager
+def milvus_lite_server(data_dir: Path, port: int | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``milvus-lite server`` on 127.0.0.1 over ``data_dir`` (``port`` or a free one): a Milvus
+    that several processes reach by URI. Yields ``(uri, process)`` once it answers."""
+    from pymilvus import MilvusClient
+
+    port = port or free_port()
+    binary = Path(sys.executable).with_name("milvus-lite")
+    proc = subprocess.Popen([str(binary), "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"milvus-lite server exited with {proc.returncode}")
+            try:
+                MilvusClient(uri=uri, timeout=1).close()
+                break
+            except Exception:  # noqa: BLE001 - not up yet
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"milvus-lite server on {uri} did not answer within 60 s") from None
+                time.sleep(0.1)
+        yield uri, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(timeout=30)

@@ -51,6 +51,47 @@ def clustered(rng, centers: np.ndarray, n: int, noise: float, chunk: int = 100_0
     return out
 
 
+def catalogue_args(parser) -> None:
+    """The options of a clustered catalogue with tuning and fresh queries (``catalogue``)."""
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--clusters", type=int, default=1_000)
+    parser.add_argument("--noise", type=float, default=0.6)
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--queries", type=int, default=300)
+
+
+def catalogue(args) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(item ids, vectors, tuning queries, fresh queries, the fresh queries' exact top-100 rows)."""
+    from twotower.index.item_index import exact_topk
+
+    rng = np.random.default_rng(0)
+    centers = unit(rng.standard_normal((args.clusters, args.dim)).astype(np.float32))
+    vectors = clustered(rng, centers, args.items, args.noise)
+    tuning = clustered(rng, centers, args.queries, args.noise)
+    fresh = clustered(rng, centers, args.queries, args.noise)
+    truth = np.concatenate([exact_topk(vectors, fresh[s : s + 50], 100) for s in range(0, len(fresh), 50)])
+    return np.arange(args.items, dtype=np.int64), vectors, tuning, fresh, truth
+
+
+def query_latency(index, fresh: np.ndarray, truth: np.ndarray, knob: int, warm: int = 50) -> dict:
+    """recall@100 against the exact rows ``truth`` and p50 / p99 ms of one top-100 query, each
+    fresh query timed alone at search parameter ``knob`` (after ``warm`` untimed ones)."""
+    import time
+
+    for q in fresh[:warm]:
+        index.query(q, 100, knob)
+    latency, hits = [], 0
+    for q, want in zip(fresh, truth):
+        t0 = time.perf_counter()
+        got, _ = index.query(q, 100, knob)
+        latency.append(time.perf_counter() - t0)
+        hits += len(set(got.tolist()) & set(want.tolist()))
+    lat = np.asarray(latency) * 1e3
+    return {"recall_at_100": round(hits / truth.size, 4), "p50_ms": round(float(np.percentile(lat, 50)), 3),
+            "p99_ms": round(float(np.percentile(lat, 99)), 3)}  # fmt: skip
+
+
 def tower_weights(settings: Settings, spec, rng, profile_scale: float = 0.05) -> dict[str, np.ndarray]:
     """NumpyUserTower weights (see the module docstring), shapes as the model's export for the
     workspace's feature spec (categorical and list inputs only, as in the default repo)."""

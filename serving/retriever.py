@@ -24,6 +24,7 @@ from twotower.core import generations as gens
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
 from twotower.core.workspace import Workspace
+from twotower.index.milvus_index import IndexUnavailable
 
 
 @dataclass
@@ -162,16 +163,19 @@ class Retriever:
             path = inputs.paths[i]
             seen = online.histories[i] if exclude else None
             want = k + len(seen) if seen else k
+            if path != POPULAR:
+                try:
+                    ids, scores = gen.index.query(vectors[j], want)
+                    for _ in range(3 if seen else 0):  # the ANN may answer short of k once seen items are gone
+                        if len(unseen(ids, scores, seen, k)[0]) == k:
+                            break
+                        want *= 2
+                        ids, scores = gen.index.query(vectors[j], want)
+                except IndexUnavailable as exc:  # an index server (Milvus) down: popular items, like a store outage
+                    path, degraded = POPULAR, degraded or f"item index unavailable: {exc}"
+                j += 1
             if path == POPULAR:
                 ids, scores = gen.popular_ids[:want], gen.popular_scores[:want]
-            else:
-                ids, scores = gen.index.query(vectors[j], want)
-                for _ in range(3 if seen else 0):  # the ANN may answer short of k once seen items are gone
-                    if len(unseen(ids, scores, seen, k)[0]) == k:
-                        break
-                    want *= 2
-                    ids, scores = gen.index.query(vectors[j], want)
-                j += 1
             if seen:
                 ids, scores = unseen(ids, scores, seen, k)
             recalls.append(Recall(uid, ids, scores, gen.id, channel, path, degraded))

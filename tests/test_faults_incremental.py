@@ -43,6 +43,8 @@ from twotower.stream import open_stream
 from twotower.stream.emit import emit_day
 from twotower.core.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
+
 SEED = int(os.environ.get("TWOTOWER_FAULT_SEED", "20261102"))
 MAX_EVENTS = "400"
 

@@ -20,6 +20,8 @@ from twotower.core.config import load_settings
 from twotower.core.errors import UserError
 from twotower.core.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
+
 FEAST = str(Path(sys.executable).with_name("feast"))
 
 

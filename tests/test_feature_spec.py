@@ -16,6 +16,8 @@ from twotower.core.errors import UserError
 from twotower.feature_store import FEATURE_REPO
 from twotower.feature_store.repo import of_repo
 
+pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
+
 ADD_ACTIVITY = (
     '        Field(name="interest_tags", dtype=Array(Int32), tags={"buckets": "1024", "max_len": "3"}),\n',
     '        Field(name="interest_tags", dtype=Array(Int32), tags={"buckets": "1024", "max_len": "3"}),\n'

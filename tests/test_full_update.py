@@ -19,6 +19,8 @@ from twotower.core.errors import ValidationFailed
 from twotower.pipelines.full_update import run
 from twotower.core.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
+
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 WORLD = dict(users=300, items=200, days=3, seed=11)
 

@@ -6,7 +6,7 @@ import subprocess
 
 import pandas as pd
 
-from serving_support import TWOTOWER, twotower_cli
+from serving_support import TWOTOWER, twotower_in_process
 from twotower.core.config import load_settings
 from twotower.core.workspace import Workspace
 from twotower.feature_store import read_spec
@@ -29,7 +29,7 @@ def test_init_writes_a_repo_the_towers_take_and_data_that_ingests(tmp_path):
         ("genre", "categorical"), ("price", "numeric"), ("topics", "multi"), ("text_vector", "vector")]
     assert (spec.user.id_type, spec.item.id_type, spec.context) == ("string", "string", ("hour", "weekday"))
 
-    summary = twotower_cli(target, "ingest", "--events", str(target / "data" / "events.csv"))
+    summary = twotower_in_process(target, "ingest", "--events", str(target / "data" / "events.csv"))
     assert "3 day(s) (2026-11-01..2026-11-03)" in summary
     stored = pd.read_parquet(Workspace(target).events_day_dir(pd.Timestamp("2026-11-01").date()))
     assert stored["user_id"].str.fullmatch(r"\d{6}").all()  # zero-padded IDs kept as given

@@ -28,6 +28,8 @@ from twotower.pipelines.day import DayWork
 sys.path.insert(0, str(REPO))
 from bench import publish_load  # noqa: E402
 
+pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
+
 K = 20
 UNKNOWN = [123_456_789_012, 123_456_789_013]
 

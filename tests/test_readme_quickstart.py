@@ -17,8 +17,11 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from serving_support import free_port
+
+pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- quickstart: own data -->", "<!-- /quickstart -->"

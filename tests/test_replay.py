@@ -22,6 +22,8 @@ from twotower.research.replay.strategies import KEYS, ORACLE
 from twotower.research.replay.tables import END, START, rewrite_block
 from twotower.core.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
+
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
 TINY = ["--days", "2", "--seeds", "2", "--users", "200", "--items", "150", "--step-minutes", "240"]
 README = "# A project\n\nSome text.\n\n" + START + "\nold table\n" + END + "\n\nAfter.\n"

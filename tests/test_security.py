@@ -35,6 +35,8 @@ from twotower.core import generations as gens
 from twotower.core.config import load_settings
 from twotower.core.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
+
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):

@@ -132,8 +132,15 @@ def status(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
 def generations_rollback(ctx: typer.Context) -> None:
     """Serve the previously published generation again."""
     from twotower.core import generations as gens
+    from twotower.index import milvus_index
 
-    ptr = gens.rollback(_ws(ctx))
+    ws = _ws(ctx)
+    ptr = gens.read_pointer(ws)
+    if ptr is not None and len(ptr.history) >= 2:  # a Milvus generation must still have its collection
+        back = gens.load(ws, ptr.history[-2])
+        milvus_index.check_servable(gens.directory(ws, back.id) / back.paths["index"])
+    ptr = gens.rollback(ws)
+    milvus_index.follow_current(ws, settings_of(ctx).index.milvus_prefix, drop=False)
     typer.echo(f"now serving {ptr.current}")
 
 

@@ -16,7 +16,8 @@ as a development aid that is a no-op under ``python -O``. ``feast_without_typech
 platform's own processes exactly that, for Feast's classes only, on the first ``import feast``:
 they read declarations from the registry, which Feast itself wrote. The one process that runs
 the *user's* declarations (``feature_store.repo``'s child, which also runs ``feast apply``) sets
-``FEAST_TYPECHECKS`` so that a wrong argument there fails as it does under Feast's own CLI.
+``FEAST_TYPECHECKS`` so that a wrong argument there fails as it does under Feast's own CLI -
+until those declarations (by content) passed the checks once.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ PLATFORM = ("twotower", "tfrs_models", "materialize", "validation", "serving")
 # cannot hold them: Feast's modules call ``warnings.simplefilter("once", DeprecationWarning)``
 # when imported, ahead of any "ignore", so a library imported after Feast warned on stderr.
 DEPENDENCIES = ("distributed", "feast", "great_expectations", "absl", "tensorflow", "numexpr", "urllib3", "asyncio",
-                "py.warnings")
+                "py.warnings", "pymilvus")
 
 
 def configure(verbose: bool = False) -> None:

@@ -226,11 +226,27 @@ class FullUpdateSettings(_Section):
 
 
 class IndexSettings(_Section):
-    """Annoy item index. ``search_k`` is not configured: each build measures it (manifest).
+    """The item index: Annoy files (default) or a Milvus collection per generation. Its search
+    parameter is not configured: each build measures it against exact top-k (manifest).
 
-    With several shards ``search_k`` is per shard (every shard inspects that many nodes).
+    With several Annoy shards ``search_k`` is per shard (every shard inspects that many nodes).
     """
 
+    backend: Literal["annoy", "milvus"] = Field(
+        "annoy", description="annoy: memory-mapped files in the generation; milvus: a collection per generation on "
+        "the Milvus server at index.milvus_uri (twotower/index/milvus_index.py)",
+    )  # fmt: skip
+    milvus_uri: str = Field("", description="the Milvus server, e.g. http://127.0.0.1:19530 (Milvus Lite: `milvus-lite server`)")
+    milvus_prefix: str = Field(
+        "twotower", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,200}$",
+        description="collections are <prefix>_<id>, the served one aliased <prefix>_serving; one prefix per workspace",
+    )  # fmt: skip
+    milvus_index_type: Literal["HNSW", "IVF_FLAT", "FLAT"] = "HNSW"
+    milvus_m: int = Field(16, ge=2, le=2048, description="HNSW: links per node")
+    milvus_ef_construction: int = Field(200, ge=8, description="HNSW: candidates while building")
+    milvus_nlist: int = Field(1024, ge=1, description="IVF_FLAT: clusters")
+    milvus_keep: int = Field(3, ge=1, description="collections of the last N served generations are kept (rollback depth)")
+    milvus_timeout_s: float = Field(1.0, gt=0, description="a query's bound; past it the request is answered degraded")
     n_trees: int = Field(50, ge=1)
     target_recall: float = Field(0.95, gt=0, le=1, description="search_k is tuned until recall@100 vs exact reaches this")
     tuning_queries: int = Field(300, ge=10, description="held-out user vectors used to tune search_k")
@@ -248,6 +264,15 @@ class IndexSettings(_Section):
         "built file sizes are checked against it (UserError if one is over) and recorded in the manifest. "
         "None = no bound",
     )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _milvus_needs_a_server(self) -> "IndexSettings":
+        if self.backend == "milvus":
+            if not self.milvus_uri:
+                raise ValueError("index.backend = milvus needs index.milvus_uri (e.g. http://127.0.0.1:19530)")
+            if self.shards > 1 or self.max_shard_mib is not None:
+                raise ValueError("index.shards / index.max_shard_mib are Annoy's: Milvus distributes a collection itself")
+        return self
 
 
 class IngestSettings(_Section):

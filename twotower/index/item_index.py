@@ -228,7 +228,10 @@ def choose_search_k(
                           "seconds_per_query": secs}  # fmt: skip
         return trials[sk]["recall"]
 
-    grid = sorted({max(k, math.ceil(index.meta.n_trees * k * f / shards)) for f in factors})
+    if hasattr(index, "search_grid"):  # another engine's knob (Milvus: ef or nprobe)
+        grid = index.search_grid(k)
+    else:
+        grid = sorted({max(k, math.ceil(index.meta.n_trees * k * f / shards)) for f in factors})
     lo, hi = None, None
     for sk in grid:
         if probe(sk) >= target_recall:

@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from twotower.index import item_index
+from twotower.index import item_index, milvus_index
 from twotower.core.encode import id_array
 from twotower.index.item_index import IDS_FILE, META_FILE, VECTORS_FILE
 from twotower.index.shard_plan import ShardPlan, plan_shards
@@ -162,12 +162,16 @@ def build_index(
     ids: np.ndarray, vectors: np.ndarray, out_dir: Path, settings: IndexSettings, client: Callable[[], object],
     seed: int = 0,
 ) -> dict:  # fmt: skip
-    """The item index of ``index.*`` settings in ``out_dir``: flat (one shard) or sharded.
+    """The item index of ``index.*`` settings in ``out_dir``: flat (one shard), sharded, or a
+    Milvus collection (``index.backend``).
 
-    ``client`` is called only when shards are built (a flat build starts no cluster).
+    ``client`` is called only when shards are built or Milvus rows inserted (a flat build
+    starts no cluster).
     Returns the index meta as written to ``index.json``.
     """
     ids = id_array(ids)  # int64, or unicode for string IDs: saved beside the vectors without pickling
+    if settings.backend == "milvus":
+        return milvus_index.build(ids, vectors, out_dir, settings, client)
     plan = plan_shards(ids, int(vectors.shape[1]), settings.n_trees, settings.shards, settings.max_shard_mib)
     if plan.count > 1:
         return build_sharded(client(), ids, vectors, out_dir, plan, settings.n_trees, seed)

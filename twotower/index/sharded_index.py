@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from twotower.index.item_index import IDS_FILE, VECTORS_FILE, IndexMeta, ItemIndex, cosine, load_meta
+from twotower.index import milvus_index
 from twotower.index.shard_build import LAYOUT
 
 
@@ -69,9 +70,13 @@ class ShardedIndex:
             s.unload()
 
 
-def open_index(directory: Path) -> ItemIndex | ShardedIndex:
-    """The index in ``directory``, whichever its layout."""
-    return ShardedIndex(directory) if is_sharded(load_meta(directory)) else ItemIndex(directory)
+def open_index(directory: Path):
+    """The index in ``directory``, whichever its layout: ``ItemIndex``, ``ShardedIndex`` or
+    ``MilvusIndex`` (one API)."""
+    meta = load_meta(directory)
+    if meta.get("layout") == milvus_index.LAYOUT:
+        return milvus_index.MilvusIndex(directory)
+    return ShardedIndex(directory) if is_sharded(meta) else ItemIndex(directory)
 
 
 def load_vectors(directory: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -89,6 +94,9 @@ def load_vectors(directory: Path) -> tuple[np.ndarray, np.ndarray]:
 def manifest_summary(meta: dict) -> dict:
     """The manifest's ``index`` section: sizes, search_k and, per shard, items and bytes."""
     out = {k: meta[k] for k in ("n_trees", "search_k", "items", "size_bytes", "build_seconds")}
+    out["backend"] = meta.get("backend", "annoy")
+    if out["backend"] == "milvus":
+        out.update({k: meta[k] for k in ("collection", "index_type", "search_param")})
     shards = meta.get("shards") or [{"items": meta["items"], "size_bytes": meta["size_bytes"]}]
     out.update(
         shards=len(shards), search_k_scope=meta.get("search_k_scope", "index"),

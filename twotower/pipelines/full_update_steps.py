@@ -31,7 +31,7 @@ from twotower.core.encode import id_keys
 from twotower.core.features import FeatureSpec, architecture_changes
 from twotower.core.files import atomic_path, staged_dir
 from twotower.core.workspace import Workspace
-from twotower.index import item_index
+from twotower.index import item_index, milvus_index
 from twotower.index.item_index import load_meta
 from twotower.index.shard_build import build_index
 from twotower.index.sharded_index import load_vectors, manifest_summary, open_index
@@ -191,7 +191,8 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask) -> 
         index.unload()
         item_index.set_search_k(stage, search_k, trials)
     scope = " per shard" if index.shard_count > 1 else ""
-    logger.info(f"export: index search_k={search_k}{scope} (recall@{k} vs exact {trials[-1]['recall']:.3f})")
+    knob = getattr(index, "knob", None) or "search_k"  # Milvus: ef or nprobe
+    logger.info(f"export: index {knob}={search_k}{scope} (recall@{k} vs exact {trials[-1]['recall']:.3f})")
 
 
 def evaluate(settings: Settings, ws: Workspace, work: DayWork, prepared, served) -> None:
@@ -315,5 +316,6 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served) -> str:
     ws.generations_dir.mkdir(parents=True, exist_ok=True)
     work.root.rename(gens.directory(ws, gid))
     gens.flip(ws, gid)
+    milvus_index.follow_current(ws, settings.index.milvus_prefix)  # the serving alias (Milvus only)
     logger.info(f"publish: now serving {gid} (parent {manifest.parent or '-'})")
     return gid

@@ -62,6 +62,10 @@ def _generation(served: gens.Manifest | None) -> Check:
 
 def _index(served: gens.Manifest) -> Check:
     index = served.index
+    if index.get("backend") == "milvus":
+        line = (f"{index.get('items', 0):,} items in Milvus collection {index.get('collection')} ({index.get('index_type')}, "
+                f"{index.get('search_param')} {index.get('search_k')})")  # fmt: skip
+        return Check("index", True, line, dict(index))
     line = (f"{index.get('items', 0):,} items, {index.get('size_bytes', 0) / 2**20:.1f} MiB in {index.get('shards', 1)} "
             f"shard(s), {index.get('n_trees')} trees, search_k {index.get('search_k')}")  # fmt: skip
     return Check("index", True, line, dict(index))
