@@ -86,3 +86,4 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_demo_from_an_empty_directo
     report = (empty / "ws" / "reports" / "index.html").read_text()
     served = re.search(r"/recall \(server side\)</td><td>([\d,]+)</td>", report)
     assert served and int(served.group(1).replace(",", "")) >= 16, "the demo server's latency is not in the report"
+    assert "event_to_visible_seconds" in report and "No freshness statistics yet" not in report  # the push's freshness
