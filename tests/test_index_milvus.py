@@ -168,6 +168,8 @@ def test_a_milvus_outage_degrades_to_popular_items_and_recovers(milvus, publishe
         down = retriever.recall(user, k=10)
         assert down.path == "popular" and "item index unavailable" in (down.degraded or ""), down
         assert down.item_ids.tolist() == retriever.current.popular_ids[:10].tolist()
+        late = Retriever.open(settings, ws)  # a server started during the outage serves too, degraded
+        assert late.recall(user, k=10).degraded and late.recall(user, k=10).path == "popular"
         port = int(milvus["uri"].rsplit(":", 1)[1])
         server = milvus_lite_server(milvus["data"], port=port)  # back, same data, same address
         milvus["uri"], milvus["proc"] = server.__enter__()
@@ -176,6 +178,10 @@ def test_a_milvus_outage_degrades_to_popular_items_and_recovers(milvus, publishe
         while (again := retriever.recall(user, k=10)).degraded and time.monotonic() < deadline:
             time.sleep(0.1)  # degraded answers at once until a retry is due, then one reconnects
         assert (again.path, again.degraded, again.item_ids.tolist()) == (before.path, None, before.item_ids.tolist())
+        while (late_again := late.recall(user, k=10)).degraded and time.monotonic() < deadline + 10:
+            time.sleep(0.1)
+        assert late_again.item_ids.tolist() == before.item_ids.tolist()
+        late.close()
     finally:
         retriever.close()
 

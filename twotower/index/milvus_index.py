@@ -40,8 +40,9 @@ KNOB = {"HNSW": "ef", "IVF_FLAT": "nprobe", "FLAT": None}
 RETRY_S = 1.0  # after a failed query, requests answer degraded for this long before one tries again
 
 
-class IndexUnavailable(Exception):
-    """The index server could not answer (down, unreachable, timed out): serving degrades."""
+class IndexUnavailable(UserError):
+    """The index server could not answer (down, unreachable, timed out), the message naming it:
+    a request is answered degraded, a command (full update, rollback) stops with it (exit 2)."""
 
 
 def client(uri: str, timeout: float):
@@ -146,9 +147,12 @@ class MilvusIndex:
         self.collection, self.knob = self.raw["collection"], self.raw["search_param"]
         self.item_ids = np.load(self.directory / IDS_FILE, mmap_mode="r")
         self._timeout_s = timeout_s
-        self._client = client(self.raw["uri"], timeout_s)
         self._lock = threading.Lock()
         self._failed: tuple[float, str] | None = None  # (when, why) of the last failed call
+        try:  # a server started during an outage serves degraded until Milvus answers
+            self._client = client(self.raw["uri"], timeout_s)
+        except IndexUnavailable as exc:
+            self._client, self._failed = None, (time.monotonic() - RETRY_S, str(exc))
 
     def files(self) -> list[Path]:
         return []  # nothing of it is a local file to warm
@@ -209,7 +213,8 @@ class MilvusIndex:
         fresh = client(self.raw["uri"], self._timeout_s)  # a gRPC channel that failed may wait out a long backoff
         with self._lock:
             old, self._client = self._client, fresh
-        old.close()
+        if old is not None:
+            old.close()
         return fresh
 
     def nearest(self, vector: np.ndarray, k: int, search_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +223,8 @@ class MilvusIndex:
         return ids, np.sqrt(np.maximum(0.0, 2.0 - 2.0 * scores)).astype(np.float32)
 
     def unload(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
 
 def serve(index_dir: Path, timeout_s: float) -> str:
