@@ -112,7 +112,13 @@ def build(ids, vectors: np.ndarray, out_dir: Path, settings, dask_client) -> dic
         build_params = {"HNSW": {"M": settings.milvus_m, "efConstruction": settings.milvus_ef_construction},
                         "IVF_FLAT": {"nlist": settings.milvus_nlist}, "FLAT": {}}[kind]  # fmt: skip
         params.add_index("vector", index_type=kind, metric_type="IP", params=build_params)
-        c.create_index(name, params)
+        try:
+            c.create_index(name, params)
+        except Exception as exc:  # noqa: BLE001
+            # A long build outlives the gRPC connection (keepalive GOAWAY at 1M rows) and pymilvus
+            # retries the call; the server built the index the first time.
+            if "already exists" not in str(exc):
+                raise
         c.load_collection(name)
     except IndexUnavailable:
         raise
