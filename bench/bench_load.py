@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench import publish_load, write_result  # noqa: E402
 from bench.local_servers import free_port  # noqa: E402
 from twotower.core.config import load_settings  # noqa: E402
+from twotower.core.processes import http_ok, wait_ready  # noqa: E402
 from twotower.core.workspace import Workspace  # noqa: E402
 
 TWOTOWER = str(Path(sys.executable).with_name("twotower"))
@@ -105,26 +106,17 @@ def request_pool(ws: Workspace, g1: str, day2: date, rng, n_known: int, n_new: i
 
 
 def start_server(ws: Workspace, port: int, workers: int, log: Path) -> subprocess.Popen:
-    import httpx
-
     env = dict(os.environ, TWOTOWER_WORKSPACE=str(ws.root))
     with open(log, "wb") as out:
         proc = subprocess.Popen([TWOTOWER, "serve", "--port", str(port), "--workers", str(workers)],
                                 env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                # Both workers answer: give the second one the same chance to finish loading.
-                time.sleep(3.0)
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("server did not start")
+    try:
+        wait_ready(proc, http_ok(f"http://127.0.0.1:{port}/health"), "`twotower serve`", 180, log=log)
+    except RuntimeError:
+        proc.kill()
+        raise
+    time.sleep(3.0)  # one worker answers: give the others the same chance to finish loading
+    return proc
 
 
 def pinned_expectations(settings, ws, generation: str, requests, k: int, hours: set[int]) -> dict:

@@ -39,7 +39,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import serving_world  # noqa: E402
+from bench.local_servers import free_port  # noqa: E402
 from twotower.core.config import load_settings  # noqa: E402
+from twotower.core.processes import http_ok, wait_ready  # noqa: E402
 from twotower.core.workspace import Workspace  # noqa: E402
 
 
@@ -198,25 +200,14 @@ async def _client(port: int, paths: list[str], concurrency: int, seconds: float)
 def http(ws: Workspace, users: int, levels: list[int], seconds: float, workers: int, rng) -> dict:
     import httpx
 
-    import socket
-
-    with socket.socket() as sock:  # a free port on loopback
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, TWOTOWER_WORKSPACE=str(ws.root))
     log = open(ws.root / "serve.log", "wb")
     cmd = [str(Path(sys.executable).with_name("twotower")), "serve", "--port", str(port), "--workers", str(workers)]
     proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         started = time.perf_counter()
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {(ws.root / 'serve.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.3)
+        wait_ready(proc, http_ok(f"http://127.0.0.1:{port}/health"), "`twotower serve`", 300, log=ws.root / "serve.log")
         startup = time.perf_counter() - started
         paths = [f"/recall/{int(u)}?k=100" for u in rng.integers(1, users + 1, 5000)]
         try:

@@ -11,10 +11,11 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
+
+from twotower.core.processes import wait_ready
 
 
 def free_port() -> int:
@@ -37,15 +38,7 @@ def redis_server(password: str | None = None, port: int | None = None) -> Iterat
     proc.stdin.write(conf.encode())
     proc.stdin.close()
     try:
-        client = redis.Redis(port=port, password=password)
-        for _ in range(200):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        else:
-            raise RuntimeError(f"redis-server on 127.0.0.1:{port} did not answer")
+        wait_ready(proc, redis.Redis(port=port, password=password).ping, f"redis-server on 127.0.0.1:{port}", 10, 0.05)
         yield port, proc
     finally:
         if proc.poll() is None:
@@ -65,17 +58,7 @@ def milvus_lite_server(data_dir: Path, port: int | None = None) -> Iterator[tupl
                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)  # fmt: skip
     uri = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"milvus-lite server exited with {proc.returncode}")
-            try:
-                MilvusClient(uri=uri, timeout=1).close()
-                break
-            except Exception:  # noqa: BLE001 - not up yet
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"milvus-lite server on {uri} did not answer within 60 s") from None
-                time.sleep(0.1)
+        wait_ready(proc, lambda: MilvusClient(uri=uri, timeout=1).close() or True, f"milvus-lite server on {uri}", 60, 0.1)
         yield uri, proc
     finally:
         if proc.poll() is None:

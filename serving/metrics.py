@@ -155,8 +155,7 @@ class ServingMetrics:
     def snapshot(self) -> dict:
         """The latency histograms as they stand (``LATENCY_FORMAT``): per HTTP route and per
         recall stage, cumulative bucket counts beside their upper bounds, count and sum."""
-        out = {"format": LATENCY_FORMAT, "http": _histograms(self.latency, "route"), "stages": _histograms(self.stage, "stage")}
-        return out
+        return {"format": LATENCY_FORMAT, "http": _histograms(self.latency, "route"), "stages": _histograms(self.stage, "stage")}
 
 
 LATENCY_FORMAT = "twotower-serving-latency/1"

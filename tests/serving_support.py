@@ -6,15 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-import httpx
-
 from bench.local_servers import free_port  # noqa: F401  (tests import it from here)
 from twotower.core.config import Settings, load_settings
+from twotower.core.processes import http_ok, wait_ready
 from twotower.core.workspace import Workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,27 +78,13 @@ def copy_world(ws: Workspace, target: Path) -> tuple[Settings, Workspace]:
     return settings, copy
 
 
-def _wait(url: str, proc: subprocess.Popen, timeout: float, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
-
-
 @contextmanager
 def running(cmd: list[str], health_url: str, log: Path, cwd: Path = REPO, env: dict | None = None, timeout: float = 90):
     """Start a server process, wait until ``health_url`` answers 200, stop it afterwards."""
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env or dict(os.environ), stdout=out, stderr=subprocess.STDOUT)
     try:
-        _wait(health_url, proc, timeout, log)
+        wait_ready(proc, http_ok(health_url), f"server ({health_url})", timeout, log=log)
         yield proc
     finally:
         proc.terminate()

@@ -1,4 +1,4 @@
-"""The core layer's helpers: time in microseconds, the atomic writer, the file lock."""
+"""The core layer's helpers: time in microseconds, the atomic writer, the file lock, waiting for a server."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from twotower.core.files import Timeout, atomic_path, atomic_write_bytes, file_lock
+from twotower.core.processes import http_ok, wait_ready
 from twotower.core.timeutil import datetime_us, day_start_us, to_us
 
 T0 = 1793491201500000  # 2026-11-01 00:00:01.5 UTC
@@ -162,3 +163,31 @@ def test_what_a_dependency_prints_becomes_its_debug_log(capsys, caplog):
     assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
         ("feast", logging.DEBUG, "\x1b[1mMaterializing\x1b[0m 1 feature views")
     ]
+
+
+def test_waiting_for_a_server_ends_when_it_answers_exits_or_stays_silent(tmp_path):
+    port_file = tmp_path / "port"
+    server = subprocess.Popen([sys.executable, "-c", (
+        "import http.server, pathlib, time; time.sleep(0.5)\n"
+        "s = http.server.HTTPServer(('127.0.0.1', 0), http.server.SimpleHTTPRequestHandler)\n"
+        f"pathlib.Path({str(port_file)!r}).write_text(str(s.server_port)); s.serve_forever()")],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_ready(server, lambda: http_ok(f"http://127.0.0.1:{port_file.read_text()}/")(), "the file server", 30)
+        assert server.poll() is None
+    finally:
+        server.kill()
+        server.wait()
+
+    log = tmp_path / "log"
+    log.write_text("the last words of a server\n")
+    dying = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    with pytest.raises(RuntimeError, match=r"a dying server exited with 3; its log .*\n.*the last words"):
+        wait_ready(dying, lambda: False, "a dying server", 30, log=log)
+    silent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        with pytest.raises(RuntimeError, match="a silent server did not answer within 0.3 s"):
+            wait_ready(silent, http_ok("http://127.0.0.1:9/"), "a silent server", 0.3, interval=0.05)
+    finally:
+        silent.kill()
+        silent.wait()

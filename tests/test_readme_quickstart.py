@@ -13,13 +13,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from serving_support import free_port
+from twotower.core.processes import http_ok, wait_ready
 
 pytestmark = pytest.mark.slow  # started first (conftest): a long file must not end the run alone
 
@@ -72,16 +71,7 @@ def test_the_readme_quick_start_for_your_own_data_runs_as_shown(tmp_path):
             if command.rstrip().endswith("&"):
                 server = subprocess.Popen(["bash", "-c", f"exec {command.rstrip()[:-1]}"], cwd=tmp_path, env=env,
                                           stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-                deadline = time.monotonic() + 120
-                while True:
-                    assert server.poll() is None, f"`{command}` exited with {server.returncode}"
-                    try:
-                        if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    assert time.monotonic() < deadline, f"`{command}`: no /health within 120 s"
-                    time.sleep(0.3)
+                wait_ready(server, http_ok(f"http://127.0.0.1:{port}/health"), f"`{command}`", 120)
                 continue
             proc = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True,
                                   timeout=900)  # fmt: skip

@@ -31,6 +31,7 @@ import pandas as pd
 from twotower.core import generations as gens
 from twotower.core.config import Settings
 from twotower.core.logs import PLATFORM
+from twotower.core.processes import http_ok, wait_ready
 from twotower.core.workspace import Workspace
 from twotower.pipelines.full_update import run as full_update
 from twotower.report import write_report
@@ -82,18 +83,7 @@ def _server(ws: Workspace, log: Path) -> Iterator[str]:
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"`twotower serve` exited with {proc.returncode}; its log: {log}")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"`twotower serve` did not answer within 120 s; its log: {log}") from None
-                time.sleep(0.2)
+        wait_ready(proc, http_ok(f"{base}/health"), "`twotower serve`", 120, log=log)
         yield base
     finally:
         proc.terminate()

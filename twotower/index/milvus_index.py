@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from twotower.core import generations as gens
 from twotower.core.encode import id_array
 from twotower.core.errors import UserError
 from twotower.index.item_index import IDS_FILE, META_FILE, VECTORS_FILE, IndexMeta
@@ -267,17 +268,18 @@ def follow_current(ws, prefix: str, drop: bool = True) -> str | None:
     collection, then (``drop``: at publish) the collections of generations more than
     ``index.milvus_keep`` flips back dropped - a rollback drops nothing, not even the
     generation it stepped back from. Returns the served collection (None: not a Milvus index)."""
-    from twotower.core import generations as gens
+    def index_dir(generation_id: str) -> Path:
+        return gens.directory(ws, generation_id) / gens.load(ws, generation_id).paths["index"]
 
     def meta_of(generation_id: str) -> dict:
-        manifest = gens.load(ws, generation_id)
-        return json.loads((gens.directory(ws, generation_id) / manifest.paths["index"] / META_FILE).read_text())
+        return json.loads((index_dir(generation_id) / META_FILE).read_text())
 
     ptr = gens.read_pointer(ws)
-    served = meta_of(ptr.current)
+    served_dir = index_dir(ptr.current)
+    served = json.loads((served_dir / META_FILE).read_text())
     if served.get("layout") != LAYOUT:
         return None
-    serve(gens.directory(ws, ptr.current) / gens.load(ws, ptr.current).paths["index"], served["timeout_s"] * 10)
+    serve(served_dir, served["timeout_s"] * 10)
     if not drop:
         return served["collection"]
     kept = {m.get("collection") for m in map(meta_of, ptr.history[-int(served["keep"]):])}
