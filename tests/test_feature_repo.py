@@ -224,3 +224,18 @@ def test_training_examples_equal_feast_historical_features(world_copy):
             column = examples[tower.column(f)].to_numpy()
             want = np.stack(column) if f.shape else column
             np.testing.assert_array_equal(encode(f, got[f.name]), want, err_msg=f.ref)
+
+
+def test_opening_the_store_to_read_writes_nothing_unless_the_settings_changed(tmp_path):
+    """A server or a reader of a shared workspace must not rewrite its feature_store.yaml (a
+    copy being taken beside it once caught the writer's temporary file)."""
+    settings = load_settings(workspace=tmp_path)
+    ws = Workspace(settings.workspace)
+    path = feature_store.prepare(settings, ws)
+    before = path.stat()
+    assert feature_store.prepare(settings, ws) == path
+    after = path.stat()
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    (tmp_path / "twotower.toml").write_text("[online_store]\ntype = \"redis\"\nredis_port = 6399\n")
+    feature_store.prepare(load_settings(workspace=tmp_path), ws)
+    assert "redis" in path.read_text() and path.stat().st_ino != before.st_ino

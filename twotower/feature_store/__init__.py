@@ -83,9 +83,13 @@ def feast_env(settings: Settings, ws: Workspace) -> dict[str, str]:
 
 
 def prepare(settings: Settings, ws: Workspace) -> Path:
-    """Write the effective yaml (apply also makes the embedding source valid: spec._apply)."""
+    """Write the effective yaml (apply also makes the embedding source valid: spec._apply),
+    unless it already says that: opening the store to read (a server, a copy of a workspace
+    being taken) writes nothing."""
     ws.ensure()
-    atomic_write_bytes(ws.feature_store_yaml, render_yaml(settings, ws).encode())
+    rendered = render_yaml(settings, ws).encode()
+    if not ws.feature_store_yaml.is_file() or ws.feature_store_yaml.read_bytes() != rendered:
+        atomic_write_bytes(ws.feature_store_yaml, rendered)
     return ws.feature_store_yaml
 
 
