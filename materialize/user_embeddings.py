@@ -55,6 +55,24 @@ def write_offline(
     return n
 
 
+def prune_offline(ws: Workspace, keep: set[str]) -> list[str]:
+    """Remove the offline files of generations not in ``keep`` (the ones in the two online
+    slots: served and one rollback back); returns the generations removed.
+
+    Feast's file source reads the whole directory at every ``materialize`` before filtering by
+    time, so one file per generation kept forever made each publish read every generation's
+    table again (MovieTweetings 100K, 33 generations: publish 4.7 -> 42 s). Nothing reads an
+    older generation's rows from here: its own ``user_id_embedding.parquet`` stays in its
+    generation directory.
+    """
+    removed = []
+    for path in sorted(ws.user_embeddings_dir.glob("*.parquet")):
+        if path.stem != "empty" and path.stem not in keep:
+            path.unlink()
+            removed.append(path.stem)
+    return removed
+
+
 def materialize_generation(settings: Settings, ws: Workspace, as_of: datetime, spec: FeatureSpec | None = None) -> None:
     """Load the rows stamped ``as_of`` (this generation's) into the online store.
 

@@ -334,3 +334,18 @@ def test_seen_items_are_left_out_and_k_are_still_returned(backfilled):
     assert list(fresh.scores) == sorted(fresh.scores, reverse=True)
     popular = retriever.recall(987_654_321, k=10, exclude_seen=True)  # unknown user: popular, nothing to leave out
     assert len(popular.item_ids) == 10
+
+
+def test_the_offline_embedding_source_keeps_only_what_the_two_slots_hold(world_copy):
+    """Feast reads the whole file source at every materialize: a file per generation kept
+    forever made each publish slower than the last. After g3, g1's file is gone; g2 (the
+    rollback target, still in its slot) and g3 stay, and rolling back still serves g2's rows."""
+    settings, ws = world_copy
+    g1, g2 = gens.read_pointer(ws).history
+    g3 = run(settings, ws, ws.days()[2]).generation
+    assert sorted(p.stem for p in ws.user_embeddings_dir.glob("*.parquet")) == sorted(["empty", g2, g3])
+    assert (gens.directory(ws, g1) / "user_id_embedding.parquet").exists(), "the generation keeps its own table"
+    gens.rollback(ws)
+    served = gens.current(ws)
+    table = pd.read_parquet(gens.directory(ws, g2) / "user_id_embedding.parquet").head(20)
+    assert _online(settings, ws, table.user_id, served.embedding_slot)["generation"] == [g2] * len(table)

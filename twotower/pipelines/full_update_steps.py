@@ -18,7 +18,7 @@ from materialize import online, recent_clicks
 from materialize.examples import click_shares
 from materialize.item_vectors import export_item_vectors
 from materialize.prepare import PreparedDay, SUCCESS, holdout_mask, prepare_day
-from materialize.user_embeddings import materialize_generation, write_offline
+from materialize.user_embeddings import materialize_generation, prune_offline, write_offline
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.checkpoint import load_model, save_model, saved_spec
 from tfrs_models.evaluate import KS, exact_ranks, id_diagnostics, popularity_ranks, split_recalls
@@ -317,5 +317,6 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served) -> str:
     work.root.rename(gens.directory(ws, gid))
     gens.flip(ws, gid)
     milvus_index.follow_current(ws, settings.index.milvus_prefix)  # the serving alias (Milvus only)
+    prune_offline(ws, set(gens.read_pointer(ws).history[-2:]))  # what the two online slots hold
     logger.info(f"publish: now serving {gid} (parent {manifest.parent or '-'})")
     return gid
