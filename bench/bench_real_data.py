@@ -1,4 +1,4 @@
-"""Model quality on real data: the vendored MovieTweetings sample, every strategy on the same clicks.
+"""Model quality on real data: a vendored MovieTweetings snapshot, every strategy on the same clicks.
 
 Protocol (fixed; no strategy, user or seed is picked after the fact):
 
@@ -10,6 +10,8 @@ Protocol (fixed; no strategy, user or seed is picked after the fact):
   clicked item as the relevant one.
 * **Strategies.**
   - ``popularity``: the items clicked most over all days before *t*.
+  - ``popularity_recent``: the same with each click counted ``exp(-age / tau)``, ``tau`` (days)
+    chosen on the validation split among ``DECAY_DAYS``: what is popular now.
   - ``tfrs_id_only``: the TFRS basic-retrieval tutorial's recipe (user and item ID embeddings
     of 32, ``tfrs.tasks.Retrieval``, Adagrad 0.1, 3 epochs), trained once on the history.
   - ``project_default``: the platform as a user runs it - ``twotower ingest``, ``twotower
@@ -38,12 +40,13 @@ import numpy as np
 import pandas as pd
 
 from bench import RESULTS, write_result
-from bench.movietweetings import SETTINGS, events_csv, movies_csv
+from bench.movietweetings import SNAPSHOTS, events_csv, movies_csv, settings as snapshot_settings
 
 K = (10, 50, 100)
 TOP = max(K)
 CUT_QUANTILE = 0.8
 VALIDATION_DAYS = 2
+DECAY_DAYS = (1, 3, 7, 14, 30)  # popularity_recent's time constants, one chosen on the validation split
 # The candidates the tuned run chooses from, each a settings override (section -> key -> value).
 CANDIDATES: dict[str, dict] = {
     "default": {},
@@ -128,10 +131,18 @@ def summarise(scored: pd.DataFrame) -> dict:
 
 
 # --- strategies ------------------------------------------------------------------------------
-def popularity(sp: Split) -> pd.DataFrame:
+def popularity(sp: Split, decay_days: float | None = None) -> pd.DataFrame:
+    """The items clicked most before each test day; with ``decay_days``, each click counted
+    ``exp(-age / decay_days)`` (age in days at the start of the test day): what is popular now."""
+
     def lists_for(day):
-        ranked = sp.before(day)["item_id"].value_counts(sort=True)
-        order = ranked.index.to_numpy()
+        past = sp.before(day)
+        if decay_days is None:
+            order = past["item_id"].value_counts(sort=True).index.to_numpy()
+        else:
+            age = (pd.Timestamp(day, tz="UTC").timestamp() - past["event_timestamp"]) / 86_400
+            weight = pd.Series(np.exp(-age.to_numpy() / decay_days), index=past.index)
+            order = weight.groupby(past["item_id"]).sum().sort_values(ascending=False, kind="stable").index.to_numpy()
 
         def answer(users, seen_counts):
             return {u: order[: TOP + seen_counts[u]] for u in users}
@@ -176,11 +187,11 @@ def tfrs_id_only(sp: Split, epochs: int = 3, dim: int = 32, seed: int = 0) -> pd
     return pd.concat([score_day(answer, sp, day) for day in sp.test], ignore_index=True)
 
 
-def _toml(overrides: dict) -> str:
+def _toml(overrides: dict, snapshot: str) -> str:
     """The benchmark workspace's settings: the data set's own, with ``overrides`` merged in."""
     import tomllib
 
-    settings = tomllib.loads(SETTINGS)
+    settings = tomllib.loads(snapshot_settings(snapshot))
     for section, values in overrides.items():
         settings.setdefault(section, {}).update(values)
     lines = [f"feature_repo = {json.dumps(settings.pop('feature_repo'))}"]
@@ -189,7 +200,7 @@ def _toml(overrides: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def project(sp: Split, overrides: dict, root: Path, files: tuple[Path, Path]) -> tuple[pd.DataFrame, dict]:
+def project(sp: Split, overrides: dict, root: Path, files: tuple[Path, Path], snapshot: str) -> tuple[pd.DataFrame, dict]:
     """The platform's own daily cycle: ingest, backfill the history, serve each test day from
     the generation before it, then run that day's full update."""
     from serving.retriever import Retriever
@@ -200,7 +211,7 @@ def project(sp: Split, overrides: dict, root: Path, files: tuple[Path, Path]) ->
     from twotower.pipelines.full_update import backfill, run
 
     root.mkdir(parents=True)
-    (root / "twotower.toml").write_text(_toml(overrides))
+    (root / "twotower.toml").write_text(_toml(overrides, snapshot))
     settings = load_settings(workspace=root)
     ws = Workspace(settings.workspace)
     movies, events = files
@@ -240,29 +251,35 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--candidates", nargs="*", default=list(CANDIDATES), choices=list(CANDIDATES),
                         help="settings the tuned run chooses from on the validation split (default: all)")
+    parser.add_argument("--snapshot", choices=sorted(SNAPSHOTS), default="100K",
+                        help="the vendored MovieTweetings snapshot (default 100K; 10K is the tests' sample)")
     args = parser.parse_args()
+    data = SNAPSHOTS[args.snapshot]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         files = (tmp / "movies.csv", tmp / "events.csv")
-        movies_csv(files[0])
-        events = events_csv(files[1])
+        movies_csv(files[0], data)
+        events = events_csv(files[1], data)
         test, validation = split(events), split(events, validation=True)
 
         tuning = {}
         for name in args.candidates if len(args.candidates) > 1 else []:
-            scored, _ = project(validation, CANDIDATES[name], tmp / f"validation-{name}", files)
+            scored, _ = project(validation, CANDIDATES[name], tmp / f"validation-{name}", files, args.snapshot)
             tuning[name] = summarise(scored)["all"]
         best = max(tuning, key=lambda n: (tuning[n]["recall@100"], n == "default")) if tuning else "default"
+        decay = {d: summarise(popularity(validation, d))["all"]["recall@100"] for d in DECAY_DAYS}
+        chosen_decay = max(decay, key=decay.get)
 
         results, notes = {}, {}
         results["popularity"] = summarise(popularity(test))
+        results["popularity_recent"] = summarise(popularity(test, chosen_decay))
         results["tfrs_id_only"] = summarise(tfrs_id_only(test))
-        scored, notes["project_default"] = project(test, {}, tmp / "test-default", files)
+        scored, notes["project_default"] = project(test, {}, tmp / "test-default", files, args.snapshot)
         results["project_default"] = summarise(scored)
         if best == "default":
             results["project_tuned"], notes["project_tuned"] = results["project_default"], notes["project_default"]
         else:
-            scored, notes["project_tuned"] = project(test, CANDIDATES[best], tmp / "test-tuned", files)
+            scored, notes["project_tuned"] = project(test, CANDIDATES[best], tmp / "test-tuned", files, args.snapshot)
             results["project_tuned"] = summarise(scored)
 
     table = markdown(results)
@@ -271,9 +288,10 @@ def main() -> None:
     (RESULTS / "real_data.md").write_text(table + "\n")
     pop, ours = results["popularity"]["all"]["recall@100"], results["project_default"]["all"]["recall@100"]
     write_result("real_data", {
-        "data": "MovieTweetings sample (tests/data/movietweetings, 10,000 ratings)",
+        "data": f"MovieTweetings snapshot {args.snapshot} ({data.relative_to(Path(__file__).resolve().parents[1])}, {len(events):,} ratings)",
         "protocol": __doc__.split("Protocol", 1)[1].split("``python -m")[0].strip(),
         "history_days": [str(d) for d in test.history], "test_days": [str(d) for d in test.test],
+        "popularity_recent_decay_days": {"validation_recall@100": decay, "chosen": chosen_decay},
         "tuning_on_validation": {"candidates": {n: CANDIDATES[n] for n in args.candidates},
                                  "recall@100": {n: t["recall@100"] for n, t in tuning.items()},
                                  "chosen": best},
