@@ -42,5 +42,5 @@ def http_ok(url: str, timeout: float = 2.0) -> Callable[[], bool]:
 def _tail(log: Path | None, chars: int = 3000) -> str:
     if log is None:
         return ""
-    text = Path(log).read_text(errors="replace") if Path(log).exists() else ""
+    text = log.read_text(errors="replace") if log.exists() else ""
     return f"; its log ({log}):\n{text[-chars:]}"

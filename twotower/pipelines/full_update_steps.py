@@ -317,6 +317,8 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served) -> str:
     work.root.rename(gens.directory(ws, gid))
     gens.flip(ws, gid)
     milvus_index.follow_current(ws, settings.index.milvus_prefix)  # the serving alias (Milvus only)
-    prune_offline(ws, set(gens.read_pointer(ws).history[-2:]))  # what the two online slots hold
+    pruned = prune_offline(ws, set(gens.read_pointer(ws).history[-2:]))  # what the two online slots hold
+    if pruned:
+        logger.info(f"publish: offline user ID embeddings of {', '.join(pruned)} removed (in neither online slot)")
     logger.info(f"publish: now serving {gid} (parent {manifest.parent or '-'})")
     return gid
