@@ -52,7 +52,7 @@ CANDIDATES: dict[str, dict] = {
     "default": {},
     "backfill_epochs_6": {"full_update": {"backfill_epochs": 6}},
     "temperature_0.1": {"model": {"temperature": 0.1}},
-    "id_rate_0.2": {"model": {"id_learning_rate": 0.2}},
+    "id_rate_0.01": {"model": {"id_learning_rate": 0.01}},
 }
 
 

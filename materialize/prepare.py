@@ -34,9 +34,11 @@ import numpy as np
 import pandas as pd
 from distributed import Client, progress
 
+from materialize import popularity
 from materialize.examples import build_examples, item_frequencies
 from materialize.sources import tower_frame, view_tables
 from tfrs_models.records import empty_examples, example_columns, write_shard
+from twotower.core.encode import id_keys
 from twotower.core.features import FeatureSpec
 from twotower.core.config import Settings
 from twotower.core.errors import UserError
@@ -108,6 +110,22 @@ def _prepare_partition(
     return pd.DataFrame({"shard": [name], "examples": [count], "holdout": [len(holdout)]})
 
 
+def _popularity(settings: Settings, ws: Workspace, day: date, spec: FeatureSpec, counts: pd.Series,
+                item_labels: np.ndarray, stage: Path) -> None:  # fmt: skip
+    """The day's decayed clicks per item (``materialize.popularity``): the state beside the day's
+    examples and, if the item service declares it, the popularity view's rows."""
+    taus = popularity.horizons(spec, settings.full_update.popular_decay_days)
+    if not taus:
+        return
+    at, previous = popularity.previous_state(ws, day, taus)
+    state = popularity.advance(previous, (day - at).days if at else 0, counts, taus)
+    state.to_parquet(stage / popularity.STATE, index=False)
+    if spec.popularity_view:
+        written = popularity.written_before(spec, day)
+        rows = popularity.write_view(ws, spec, day, state, previous if written else None, item_labels)
+        logger.info(f"prepare: {day}: popularity of {len(state):,} items, {rows:,} changed rows -> {spec.popularity_view!r}")
+
+
 def prepare_day(
     settings: Settings,
     ws: Workspace,
@@ -131,8 +149,12 @@ def prepare_day(
     events = dd.read_parquet(str(day_dir), columns=["event_id", "request_id", "user_id", "item_id", "event_type", "event_timestamp"])
     events = events[events["event_type"].isin(["click", "ranked_out"])]
 
-    clicked = client.compute(events[events["event_type"] == "click"][["item_id", "event_type"]]).result()
+    clicked = client.compute(events[events["event_type"] == "click"][["request_id", "item_id", "event_type"]]).result()
     frequencies = item_frequencies(clicked, item_ids, id_type=spec.item.id_type)
+    # The clicks the model may learn from (held-out requests excluded): the popularity it is fed.
+    counted = clicked.loc[~holdout_mask(clicked["request_id"].to_numpy(), settings.full_update.holdout_share), "item_id"]
+    counts = pd.Series(id_keys(counted.to_numpy(), spec.item.id_type, "events column 'item_id'")).value_counts()
+    frequencies["trained_clicks"] = counts.reindex(frequencies["item_id"].to_numpy(np.int64), fill_value=0).to_numpy(np.int64)
     n_parts = max(1, min(max(settings.dask.partitions, events.npartitions), len(clicked) // 2_000 or 1))
     logger.info(f"prepare: {day}: {len(clicked):,} clicks -> {n_parts} shards (read + frequencies {time.perf_counter() - started:.1f}s)")
 
@@ -155,6 +177,7 @@ def prepare_day(
         logger.info(f"prepare: shuffle + examples + shards in {time.perf_counter() - started:.1f}s")
         started = time.perf_counter()
         frequencies.to_parquet(stage / FREQUENCIES, index=False)
+        _popularity(settings, ws, day, spec, counts, item_ids, stage)
         parts = sorted((stage / HOLDOUT_PARTS).glob("part-*.parquet"))
         holdout = (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
                    else empty_examples(example_columns(spec, m.hard_negatives_per_example)))  # fmt: skip

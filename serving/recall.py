@@ -5,7 +5,12 @@ Paths (the response says which one served a user):
 * ``embedding``   - the user's own ID embedding of the loaded generation + profile.
 * ``oov_profile`` - no embedding of *this* generation (a new user, or a row stamped by another
   generation): the tower's OOV row for the ID + the profile (DESIGN invariant 8).
-* ``popular``     - no profile either: the generation's most clicked items. Also every user's
+* ``popular``     - no profile either: the generation's most clicked items (decayed over
+  ``full_update.popular_decay_days``). With a user tower that takes no profile at all (an
+  ID-only tower) that is also the path of a user without an embedding, unless
+  ``serving.cold_without_profile`` says ``oov_profile``: the OOV row alone is one vector for
+  every such user, and what is popular now answers them better (MovieTweetings: cold users'
+  recall@100 0.264 through the OOV row, see bench/bench_real_data.py). Also every user's
   path while the online store cannot be read; the result's ``degraded`` then says why
   (serving/online_health.py).
 
@@ -75,9 +80,10 @@ class TowerInputs:
     mismatched: int  # embeddings present but stamped by another generation
 
 
-def plan(online: OnlineRows, generation: str, tower) -> TowerInputs:
+def plan(online: OnlineRows, generation: str, tower, cold_without_profile: str = "popular") -> TowerInputs:
     """Decide each user's path and gather the ID embedding the tower will take."""
     d = tower.oov_rows.shape[1]
+    cold_popular = cold_without_profile == POPULAR and not tower.spec.user.features  # an ID-only tower
     paths: list[str] = []
     rows: list[int] = []
     embs: list[np.ndarray | None] = []
@@ -89,13 +95,13 @@ def plan(online: OnlineRows, generation: str, tower) -> TowerInputs:
         if not has_profile:
             paths.append(POPULAR)
             continue
+        own = emb is not None and stamp == generation and emb.shape == (d,)
+        if not own and cold_popular:
+            paths.append(POPULAR)
+            continue
         rows.append(i)
-        if emb is not None and stamp == generation and emb.shape == (d,):
-            paths.append(EMBEDDING)
-            embs.append(emb)
-        else:
-            paths.append(OOV_PROFILE)
-            embs.append(None)
+        paths.append(EMBEDDING if own else OOV_PROFILE)
+        embs.append(emb if own else None)
     out = np.zeros((len(rows), d), dtype=np.float32)
     oov = [j for j, e in enumerate(embs) if e is None]
     for j, e in enumerate(embs):

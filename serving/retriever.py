@@ -153,7 +153,7 @@ class Retriever:
         t0 = time.perf_counter()
         online, degraded, failed = self._read_online(user_ids, gen, exclude)
         t1 = time.perf_counter()
-        inputs = plan(online, gen.id, gen.tower)
+        inputs = plan(online, gen.id, gen.tower, self.settings.serving.cold_without_profile)
         vectors = user_vectors(online, inputs, gen.tower, context)
         t2 = time.perf_counter()
         channel = self.settings.serving.channel

@@ -11,7 +11,7 @@ update -> serve -> emit + incremental.
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 
 import httpx
 import numpy as np
@@ -88,3 +88,67 @@ def test_the_stream_day_is_pushed(world):
     pushed = int(summary.split(" user embeddings pushed")[0].rsplit(" ", 1)[1].replace(",", ""))
     assert pushed > 0 if returning else pushed == 0, summary
     assert f"{len(day):,} events" in summary
+
+
+def test_the_platform_counts_each_movies_recent_ratings_and_feast_returns_them(world):
+    """The popularity view (features.popularity_view): a file per prepared day, written by the
+    platform; a rating on the full day is trained with the counts of the day before, which is
+    what Feast's ``get_historical_features`` returns for it; the served popular items are the
+    decayed counts."""
+    from materialize import popularity
+    from materialize.examples import build_examples
+    from materialize.sources import view_tables
+    from twotower import feature_store
+    from twotower.core.encode import encode, id_keys
+
+    settings, ws, movies, events, out = world
+    spec = feature_store.applied_spec(ws)
+    days = [d for d in ws.days() if HISTORY[0] <= d <= FULL_DAY]
+    assert sorted(p.stem for p in popularity.popularity_dir(spec).glob("????-??-??.parquet")) == list(map(str, days))
+    day_events = pd.read_parquet(ws.events_day_dir(FULL_DAY))
+    examples = build_examples(day_events, view_tables(spec.user), view_tables(spec.item), spec=spec,
+                              hard_negatives=0, day=FULL_DAY)  # fmt: skip
+    label = dict(zip(id_keys(movies["movie_id"].to_numpy(object), "string", "movies"), movies["movie_id"]))
+    entity = pd.DataFrame({"movie_id": [label[k] for k in examples["item_id"]], "_row": np.arange(len(examples)),
+                           "event_timestamp": pd.to_datetime(examples["event_timestamp"], unit="us", utc=True)})  # fmt: skip
+    got = feature_store.store(settings, ws).get_historical_features(
+        entity_df=entity, features=[f.ref for f in spec.item.features if f.view == spec.popularity_view]).to_df()
+    got = got.sort_values("_row").reset_index(drop=True)
+    rows = got["_row"].to_numpy()  # Feast leaves out a movie that has no row yet (nobody rated it before)
+    the_day_before = pd.read_parquet(ws.tfrecords_dir(FULL_DAY - timedelta(days=1)) / popularity.STATE).set_index("item_id")
+    for f in (f for f in spec.item.features if f.view == spec.popularity_view):
+        trained = examples[spec.item.column(f)].to_numpy()
+        np.testing.assert_array_equal(encode(f, got[f.name]), trained[rows], err_msg=f.name)
+        assert np.isnan(np.delete(trained, rows)).all()
+        want = np.log1p(the_day_before[popularity.column(f.decay_days)].reindex(examples["item_id"]).to_numpy())
+        counted = ~np.isnan(want)  # a movie nobody rated before has no row: "missing"
+        assert counted.mean() > 0.5
+        np.testing.assert_allclose(trained[counted], want[counted], atol=0.006)
+        assert (np.isnan(trained) == ~counted).all()
+    served = pd.read_parquet(gens.directory(ws, gens.listing(ws)[1].id) / "popular_items.parquet")
+    state = pd.read_parquet(ws.tfrecords_dir(FULL_DAY) / popularity.STATE)
+    top = popularity.popular(state, settings.full_update.popular_decay_days, 10)
+    assert served["item_id"].head(10).tolist() == [label[k] for k in top["item_id"]]
+
+
+def test_a_tweeter_without_an_embedding_gets_what_is_popular_now(world):
+    """An ID-only user tower: a user with no embedding of the generation has no input but the
+    one OOV row, so serving answers with the generation's popular items (or, when the settings
+    say so, the OOV row)."""
+    from serving.retriever import Retriever
+
+    settings, ws, movies, events, out = world
+    gen = gens.current(ws)
+    popular = pd.read_parquet(gens.directory(ws, gen.id) / "popular_items.parquet")["item_id"].head(10).tolist()
+    retriever = Retriever.open(settings, ws)
+    try:
+        got = retriever.recall("a-tweeter-never-seen", k=10)
+    finally:
+        retriever.close()
+    assert (got.path, got.item_ids.tolist()) == ("popular", popular)
+    oov = settings.model_copy(update={"serving": settings.serving.model_copy(update={"cold_without_profile": "oov_profile"})})
+    retriever = Retriever.open(oov, ws)
+    try:
+        assert retriever.recall("a-tweeter-never-seen", k=10).path == "oov_profile"
+    finally:
+        retriever.close()

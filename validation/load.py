@@ -114,7 +114,7 @@ def layouts(spec: FeatureSpec) -> list[Layout]:
     """The tower tables of the spec, one per feature view, named by their tower."""
     out = []
     for tower, plural in ((spec.user, "users"), (spec.item, "items")):
-        views = tower.views()
+        views = tower.data_views()  # not the views the platform writes itself
         for view in views:
             source = tower.source(view)
             name = plural if len(views) == 1 else f"{plural}_{view}"

@@ -16,6 +16,10 @@ Kinds (from the Feast dtype, overridable by ``Field.tags["kind"]``):
 * ``vector`` - Array(Float32/Float64) of a fixed ``dim``: projected by a dense layer, plus a
   "missing" indicator.
 
+The optional ``popularity_view`` of the item service is the platform's own, like the user ID
+embeddings: its numeric fields are each item's recent clicks, decayed over the field's
+``decay_days`` (``materialize.popularity`` writes them), not ingested.
+
 How raw values become the towers' inputs: ``twotower.core.encode``.
 """
 
@@ -47,6 +51,7 @@ class Feature:
     dim: int = 0  # vector
     min: float | None = None  # declared domain (tags min / max): the daily gate checks it
     max: float | None = None
+    decay_days: float = 0.0  # a field of the popularity view: the time constant of its decayed clicks
 
     @property
     def width(self) -> int:
@@ -87,6 +92,7 @@ class Tower:
     id_type: str  # IdType
     features: tuple[Feature, ...]
     sources: tuple[Source, ...] = ()
+    platform_views: tuple[str, ...] = ()  # views the platform writes (not ingested, not gated)
 
     def column(self, feature: Feature | str) -> str:
         """The feature's column in the training examples (``user__age``, ``item__genres``)."""
@@ -100,6 +106,17 @@ class Tower:
 
     def views(self) -> list[str]:
         return list(dict.fromkeys(f.view for f in self.features))
+
+    def data_views(self) -> list[str]:
+        """The views of the user's own data: what ingest writes and the daily gate checks."""
+        return [v for v in self.views() if v not in self.platform_views]
+
+    def data_tower(self) -> "Tower":
+        """This tower with only the views of the user's own data (``data_views``)."""
+        if not self.platform_views:
+            return self
+        return replace(self, features=tuple(f for f in self.features if f.view not in self.platform_views),
+                       sources=tuple(s for s in self.sources if s.view not in self.platform_views), platform_views=())  # fmt: skip
 
     def source(self, view: str) -> Source:
         for s in self.sources:
@@ -118,7 +135,12 @@ class FeatureSpec:
     context: tuple[str, ...] = ("hour",)
     embedding_view: str = "user_id_embedding"
     history_view: str = ""  # the user service's view of recently clicked items ("" = none declared)
+    popularity_view: str = ""  # the item service's view of decayed click counts ("" = none declared)
     workspace: str = ""  # the workspace its "{workspace}/..." source paths are in ("" = unbound)
+
+    def data_spec(self) -> "FeatureSpec":
+        """The towers over the user's own data only (what ``twotower ingest`` reads and writes)."""
+        return replace(self, user=self.user.data_tower(), item=self.item.data_tower(), popularity_view="")
 
     def bind(self, root) -> "FeatureSpec":
         """This spec with its workspace-relative source paths under workspace ``root``.
@@ -136,7 +158,8 @@ class FeatureSpec:
         """What the model's shapes depend on (compared at warm start; sources may move)."""
         def tower(t: Tower) -> dict:
             return {"id_type": t.id_type, "features": [
-                {k: v for k, v in asdict(f).items() if k not in ("view", "dtype", "min", "max")} for f in t.features
+                {k: v for k, v in asdict(f).items() if k not in ("view", "dtype", "min", "max")
+                 and not (k == "decay_days" and not v)} for f in t.features
             ]}  # fmt: skip
 
         return {"user": tower(self.user), "item": tower(self.item), "context": list(self.context)}
@@ -169,11 +192,12 @@ class FeatureSpec:
         def tower(d: dict) -> Tower:
             return Tower(
                 **{**d, "features": tuple(Feature(**f) for f in d["features"]),
-                   "sources": tuple(Source(**s) for s in d.get("sources", ()))}
+                   "sources": tuple(Source(**s) for s in d.get("sources", ())),
+                   "platform_views": tuple(d.get("platform_views", ()))}
             )  # fmt: skip
 
         return cls(tower(data["user"]), tower(data["item"]), tuple(data["context"]), data["embedding_view"],
-                   data.get("history_view", ""))  # fmt: skip
+                   data.get("history_view", ""), data.get("popularity_view", ""))  # fmt: skip
 
     @cached_property
     def _identity(self) -> str:

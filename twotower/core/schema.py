@@ -77,7 +77,16 @@ def events(user_id_type: str = "int", item_id_type: str = "int") -> pa.Schema:
 def tower_table(tower) -> pa.Schema:
     """The offline table of a one-view tower as ``twotower ingest`` writes it: the join key, the
     declared fields (as their Feast dtypes are stored) and the view's timestamp."""
-    (view,) = tower.views()
+    (view,) = tower.data_views()
     return pa.schema([(tower.join_key, id_arrow_type(tower.id_type)),
-                      *((f.name, feast_arrow_type(f.dtype)) for f in tower.features),
+                      *((f.name, feast_arrow_type(f.dtype)) for f in tower.features if f.view == view),
                       (tower.source(view).timestamp_field, TS)])  # fmt: skip
+
+
+def popularity(tower, view: str) -> pa.Schema:
+    """The batch source of the popularity view (``materialize.popularity``): the item key, the
+    view's fields (decayed clicks, log1p), its timestamp and the created timestamp."""
+    source = tower.source(view)
+    return pa.schema([(tower.join_key, id_arrow_type(tower.id_type)),
+                      *((f.name, feast_arrow_type(f.dtype)) for f in tower.features if f.view == view),
+                      (source.timestamp_field, TS), (source.created_timestamp_column or "created_timestamp", TS)])  # fmt: skip

@@ -94,6 +94,11 @@ class FeatureSettings(_Section):
         description="the platform's own view (field items: Array of the item ID type) of each user's recently clicked "
         "items, optional in the user service: written by full updates and incremental pushes, read to exclude seen items",
     )
+    popularity_view: str = Field(
+        "item_popularity",
+        description="the platform's own view of each item's recent clicks, optional in the item service: numeric "
+        "fields, each tagged decay_days (clicks decayed by exp(-age / decay_days), as log1p), written by full updates",
+    )
     history_len: int = Field(50, ge=1, description="items kept per user in features.history_view, newest first")
     history_days: int = Field(30, ge=1, description="days of events a full update reads to rebuild features.history_view")
     context: list[Literal["hour", "weekday"]] = Field(
@@ -170,6 +175,11 @@ class ServingSettings(_Section):
     exclude_seen: bool = Field(
         False, description="leave out each user's recently clicked items (features.history_view) unless a request says"
     )
+    cold_without_profile: Literal["popular", "oov_profile"] = Field(
+        "popular",
+        description="a user tower with no profile input (ID-only): a user without an own embedding gets the "
+        "generation's popular items (popular) or the tower's OOV row, one vector for all of them (oov_profile)",
+    )
     max_k: int = Field(1000, ge=1)
     max_batch: int = Field(256, ge=1)
     channel: str = "two_tower"
@@ -222,6 +232,11 @@ class FullUpdateSettings(_Section):
         "promotion check: on fewer, one click moves it by 2+ points",
     )
     backfill_epochs: int = Field(3, ge=1, description="passes over the history of `twotower backfill START END`")
+    popular_decay_days: float = Field(
+        7.0, ge=0,
+        description="the generation's popular items (serving's fallback) rank each item's clicks decayed by "
+        "exp(-age / this many days) (materialize/popularity.py); 0: the day's clicks only",
+    )
     seed: int = 0
 
 

@@ -139,6 +139,12 @@ def _apply(spec: FeatureSpec, workspace: Path, yaml_path: str, spec_out: str) ->
     from twotower.core.files import atomic_path, atomic_write_bytes
     from twotower.core.workspace import Workspace
 
+    if spec.popularity_view:  # the platform's own directory source: empty and typed until the first prepare
+        directory = Path(spec.item.source(spec.popularity_view).path)
+        if not any(directory.glob("*.parquet")):
+            directory.mkdir(parents=True, exist_ok=True)
+            with atomic_path(directory / "empty.parquet") as tmp:
+                pq.write_table(schema.popularity(spec.item, spec.popularity_view).empty_table(), tmp)
     _check_sources(spec)
     embeddings = Workspace(workspace).user_embeddings_dir
     if not any(embeddings.glob("*.parquet")):  # an empty, typed file: valid before the first generation

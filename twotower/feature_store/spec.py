@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from dataclasses import replace
+
 from twotower.core.errors import UserError
 from twotower.core.features import CONTEXT, KINDS, Feature, FeatureSpec, Source, Tower
 from twotower.core.sections import FeatureSettings
@@ -27,7 +29,7 @@ _ACCEPTS = {
     "numeric": ((*_INTS, *_FLOATS, "Bool"), ()),
     "vector": ((), _FLOATS),
 }
-_TAGS = ("kind", "buckets", "max_len", "dim", "min", "max")
+_TAGS = ("kind", "buckets", "max_len", "dim", "min", "max", "decay_days")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -139,6 +141,7 @@ def _tower(lookups, side: str, fs: FeatureSettings) -> Tower:
         view = lookups.get_feature_view(projection.name)
         if side == "user" and view.name in (fs.embedding_view, fs.history_view):
             continue  # the platform's own views: not profile features
+        popularity = side == "item" and view.name == fs.popularity_view
         where = f"feature service {name!r}, view {view.name!r}"
         entities = list(view.entities)
         if len(entities) != 1:
@@ -147,11 +150,18 @@ def _tower(lookups, side: str, fs: FeatureSettings) -> Tower:
         for field in projection.features:
             if any(f.name == field.name for f in features):
                 raise UserError(f"{where}, field {field.name!r}: another view of the service has a field of that name")
-            features.append(_feature(field, view.name, name, fs))
+            feature = _feature(field, view.name, name, fs)
+            if not popularity and "decay_days" in (field.tags or {}):
+                raise UserError(f"{where}, field {field.name!r}: tag decay_days is for the fields of "
+                                f"{fs.popularity_view!r} (features.popularity_view), the clicks the platform counts")
+            features.append(_popularity_field(feature, field, view.name) if popularity else feature)
         source = _source(view)
         if source is None:
             raise UserError(f"{where}: the towers read a view's history from a FileSource (parquet); this one has "
                             f"{type(getattr(view, 'batch_source', None)).__name__}")  # fmt: skip
+        if popularity and source.path.endswith(".parquet"):
+            raise UserError(f"{where} (features.popularity_view): its FileSource path {source.path!r} must be a "
+                            f"directory: the platform writes one parquet file per day into it")  # fmt: skip
         sources.append(source)
     if len(entity_names) > 1:
         raise UserError(f"feature service {name!r}: its views are keyed by different entities {sorted(entity_names)}")
@@ -175,9 +185,27 @@ def _tower(lookups, side: str, fs: FeatureSettings) -> Tower:
     for f in features:
         if f.name in reserved:
             raise UserError(f"feature service {name!r}, view {f.view!r}, field {f.name!r}: that name is reserved")
+    owned = (fs.popularity_view,) if side == "item" and any(f.view == fs.popularity_view for f in features) else ()
     return Tower(side=side, service=name, entity=entity.name, join_key=join_keys[0],
                  id_type="string" if value_type == "STRING" else "int",
-                 features=tuple(features), sources=tuple(sources))  # fmt: skip
+                 features=tuple(features), sources=tuple(sources), platform_views=owned)  # fmt: skip
+
+
+def _popularity_field(feature: Feature, field, view: str) -> Feature:
+    """A field of ``features.popularity_view``: numeric, with the time constant of its decay."""
+    where = f"view {view!r} (features.popularity_view), field {field.name!r}"
+    if feature.kind != "numeric" or feature.value != "float":
+        raise UserError(f"{where}: the platform writes decayed click counts, so the field must be Float32 or "
+                        f"Float64 (is {feature.dtype}, {feature.kind})")  # fmt: skip
+    raw = (field.tags or {}).get("decay_days")
+    try:
+        decay = float(str(raw))
+    except ValueError:
+        decay = 0.0
+    if raw is None or not decay > 0:
+        raise UserError(f"{where}: needs tag decay_days, a positive number of days (got {raw!r}), e.g. "
+                        f"tags={{'decay_days': '7'}}")  # fmt: skip
+    return replace(feature, decay_days=decay)
 
 
 def _embedding_view(lookups, fs: FeatureSettings, user: Tower) -> None:
@@ -231,4 +259,5 @@ def derive(lookups, fs: FeatureSettings) -> FeatureSpec:
         if f.name in fs.context:
             raise UserError(f"feature service {user.service!r}, field {f.name!r}: clashes with features.context")
     return FeatureSpec(user=user, item=item, context=tuple(fs.context), embedding_view=fs.embedding_view,
-                       history_view=_history_view(lookups, fs, user, item))  # fmt: skip
+                       history_view=_history_view(lookups, fs, user, item),
+                       popularity_view=fs.popularity_view if item.platform_views else "")  # fmt: skip

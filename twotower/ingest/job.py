@@ -211,6 +211,7 @@ def ingest(settings: Settings, ws: Workspace, spec: FeatureSpec, *, events: Path
     started = time.perf_counter()
     if events is None and users is None and items is None:
         raise UserError("nothing to ingest: give at least one of --events, --users, --items")
+    spec = spec.data_spec()  # the views the platform writes (popularity) are not the user's files
     paths = {"users": tower_path(ws, spec.user, "--users") if users is not None else None,
              "items": tower_path(ws, spec.item, "--items") if items is not None else None}  # fmt: skip
     limit = settings.ingest.max_reported_rows

@@ -13,8 +13,9 @@ from typing import Callable, TypeVar
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from materialize import online, recent_clicks
+from materialize import online, popularity, recent_clicks
 from materialize.examples import click_shares
 from materialize.item_vectors import export_item_vectors
 from materialize.prepare import PreparedDay, SUCCESS, holdout_mask, prepare_day
@@ -166,10 +167,14 @@ def export(settings: Settings, ws: Workspace, work: DayWork, prepared, dask) -> 
     with atomic_path(work.embeddings) as tmp:
         pd.DataFrame({"user_id": table["user_id"], "embedding": table["embedding"]}).to_parquet(tmp, index=False)
     logger.info(f"export: user tower + {len(table):,} user ID embeddings")
-    # The serving fallback when a user has neither an embedding nor a profile: the day's most
-    # clicked items (the frequency table prepare computed for logQ).
-    frequencies = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.frequencies)
-    popular = frequencies.sort_values(["clicks", "item_id"], ascending=[False, True]).head(POPULAR_ITEMS)
+    # The serving fallback when a user has neither an embedding nor a profile: the items of most
+    # clicks decayed over full_update.popular_decay_days (0: the day's clicks, prepare's table).
+    tau, state = settings.full_update.popular_decay_days, ws.tfrecords_dir(work.day) / popularity.STATE
+    if tau > 0 and state.exists() and popularity.column(tau) in pq.read_schema(state).names:
+        popular = popularity.popular(pd.read_parquet(state), tau, POPULAR_ITEMS)
+    else:
+        frequencies = pd.read_parquet(ws.tfrecords_dir(work.day) / prepared.frequencies)
+        popular = frequencies.sort_values(["clicks", "item_id"], ascending=[False, True]).head(POPULAR_ITEMS)
     labels, found = model.catalog.labels_of(popular["item_id"])  # the IDs as given: they leave the platform
     popular = pd.DataFrame({"item_id": labels, "clicks": popular["clicks"].to_numpy()[found]})
     with atomic_path(work.popular) as tmp:
@@ -287,7 +292,7 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served) -> str:
     model = load_model(work.checkpoint, settings.model)
     spec = model.spec
     write_offline(ws, table, gid, slot, as_of, spec)
-    views = [*spec.user.views(), *spec.item.views()]
+    views = [*spec.user.views(), *spec.item.data_views()]  # popularity: read offline by the export, not served
     if spec.history_view:  # the users' recently clicked items, for serving.exclude_seen
         fs = settings.features
         backfilled = len(work.read_json(work.training).get("days", [])) > 1  # a bootstrap: everyone's rows

@@ -17,3 +17,8 @@ recently_rated = FileSource(
     timestamp_field="event_timestamp", created_timestamp_column="created_timestamp",
 )
 recently_rated_push = PushSource(name="recently_rated_push", batch_source=recently_rated)
+# each movie's recent ratings, decayed: written by the platform's full updates (features.popularity_view)
+rating_counts = FileSource(
+    name="rating_counts", path=str(_workspace / "offline" / "item_popularity"),
+    timestamp_field="event_timestamp", created_timestamp_column="created_timestamp",
+)

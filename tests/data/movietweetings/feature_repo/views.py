@@ -3,7 +3,7 @@ from datetime import timedelta
 from entities import embedding_slot, movie, tweeter
 from feast import FeatureView, Field
 from feast.types import Array, Float32, Int64, String
-from sources import movies, recently_rated_push, tweeter_vectors_push
+from sources import movies, rating_counts, recently_rated_push, tweeter_vectors_push
 
 # The data set has no user attributes: the user tower is the ID embedding (+ hour of day).
 movie_facts = FeatureView(
@@ -21,4 +21,13 @@ user_id_embedding = FeatureView(
 user_recent_clicks = FeatureView(
     name="user_recent_clicks", entities=[tweeter], ttl=timedelta(days=365), source=recently_rated_push, online=True,
     schema=[Field(name="items", dtype=Array(String))],
+)
+# What is rated now (a new release) predicts the next rating better than who rated what: the
+# platform counts each movie's ratings, decayed over 3 and 30 days (log1p), at every full update.
+item_popularity = FeatureView(
+    name="item_popularity", entities=[movie], ttl=timedelta(days=3650), source=rating_counts, online=False,
+    schema=[
+        Field(name="ratings_3d", dtype=Float32, tags={"decay_days": "3"}),
+        Field(name="ratings_30d", dtype=Float32, tags={"decay_days": "30"}),
+    ],
 )
