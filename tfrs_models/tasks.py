@@ -71,7 +71,9 @@ class ListwiseTask(keras.layers.Layer):
         n = tf.cast(tf.shape(c.easy)[0], tf.float32)
 
         def mixture(q):
-            return (b * q + n / c.num_items) / (b + n)
+            # q is 0 for an item its frequency table never saw clicked (an incremental step on
+            # yesterday's table); without uniform extras that would be log(0).
+            return tf.maximum((b * q + n / c.num_items) / (b + n), 1e-9)
 
         loss = self.retrieval(
             c.query,
