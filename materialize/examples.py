@@ -46,17 +46,12 @@ def request_keys(values) -> np.ndarray:
     return id_keys(arr, "int" if arr.dtype.kind in "iu" else "string", "events column 'request_id'")
 
 
-def item_frequencies(events: pd.DataFrame, item_ids=None, id_type: str = "int") -> pd.DataFrame:
+def item_frequencies(events: pd.DataFrame, item_ids=None, smoothing: float = 1.0, id_type: str = "int") -> pd.DataFrame:
     """Click share of each item: ``item_id`` (key), ``clicks``, ``prob`` (the logQ correction's q).
 
-    ``prob`` is the item's share of the day's clicks, unsmoothed: it is the probability that a
-    row of a batch has this item as its positive, which is what the in-batch softmax corrects
-    for; the uniform extra negatives have their own term in that mixture (``tfrs_models.tasks``),
-    so an item nobody clicked needs no pseudo-count. (A Laplace pseudo-count per item was wrong
-    on small days: 540 clicks a day over 10,000 items made the shares mostly pseudo-counts, the
-    popular items under-corrected, and the model shy of them - MovieTweetings 100K recall@100
-    0.3674 -> 0.3764 without it.) With ``item_ids`` (original IDs) every one of them gets a row
-    (share 0 if unclicked); without, only clicked items are listed.
+    With ``item_ids`` (original IDs) every one of them gets a row and shares are Laplace-smoothed
+    (``(clicks + smoothing) / (total + smoothing * n)``), so an item nobody clicked today still
+    has a small positive probability; without, only clicked items are listed.
     """
     require_columns(events, ("item_id", "event_type"), "events")
     clicked = events.loc[events["event_type"] == "click", "item_id"].to_numpy()
@@ -65,14 +60,17 @@ def item_frequencies(events: pd.DataFrame, item_ids=None, id_type: str = "int") 
         known = id_keys(np.asarray(item_ids), id_type, "items")
         ids = np.unique(np.concatenate([known, counts.index.to_numpy(np.int64)]))
         counts = counts.reindex(ids, fill_value=0)
-    return click_shares(counts)
+        s = smoothing
+    else:
+        s = 0.0
+    return click_shares(counts, s)
 
 
-def click_shares(counts: pd.Series) -> pd.DataFrame:
+def click_shares(counts: pd.Series, smoothing: float = 1.0) -> pd.DataFrame:
     """Clicks per item key -> the frequency table (``item_id``, ``clicks``, ``prob``), sorted by key."""
     counts = counts.sort_index()
-    total = float(counts.sum())
-    prob = counts.to_numpy(np.float64) / total if total > 0 else np.zeros(len(counts))
+    total = float(counts.sum()) + smoothing * len(counts)
+    prob = (counts.to_numpy(np.float64) + smoothing) / total if total > 0 else np.zeros(len(counts))
     return pd.DataFrame(
         {"item_id": counts.index.to_numpy(np.int64), "clicks": counts.to_numpy(np.int64), "prob": prob.astype(np.float32)}
     )

@@ -79,12 +79,12 @@ def _counts(frequencies: pd.DataFrame) -> pd.Series:
     return pd.Series(frequencies[column_name].to_numpy(np.int64), index=frequencies["item_id"].to_numpy(np.int64))
 
 
-def previous_state(ws: Workspace, day: date, taus: list[float]) -> tuple[date | None, pd.DataFrame | None]:
-    """The newest prepared day before ``day`` and its state with every tau, rebuilt from the
-    prepared days' counts when it is missing or lacks a tau."""
-    from materialize.prepare import FREQUENCIES, SUCCESS
-
-    before = [d for d in ws.days() if d < day and (ws.tfrecords_dir(d) / SUCCESS).exists()]
+def previous_state(ws: Workspace, day: date, taus: list[float], prepared: list[date],
+                   frequencies: str) -> tuple[date | None, pd.DataFrame | None]:  # fmt: skip
+    """The newest of the ``prepared`` days before ``day`` and its state with every tau, rebuilt
+    from the prepared days' click counts (their ``frequencies`` tables) when it is missing or
+    lacks a tau."""
+    before = sorted(d for d in prepared if d < day)
     if not before:
         return None, None
     last = ws.tfrecords_dir(before[-1]) / STATE
@@ -95,14 +95,8 @@ def previous_state(ws: Workspace, day: date, taus: list[float]) -> tuple[date | 
     state, at = None, None
     for d in before:
         gap = (d - at).days if at else 0
-        state, at = advance(state, gap, _counts(pd.read_parquet(ws.tfrecords_dir(d) / FREQUENCIES)), taus), d
+        state, at = advance(state, gap, _counts(pd.read_parquet(ws.tfrecords_dir(d) / frequencies)), taus), d
     return at, state
-
-
-def day_state(ws: Workspace, day: date, clicks: pd.Series, taus: list[float]) -> pd.DataFrame:
-    """The state at the end of ``day`` given its counted ``clicks`` (item key -> clicks)."""
-    at, previous = previous_state(ws, day, taus)
-    return advance(previous, (day - at).days if at else 0, clicks, taus)
 
 
 def popular(state: pd.DataFrame, tau: float, n: int) -> pd.DataFrame:

@@ -117,7 +117,8 @@ def _popularity(settings: Settings, ws: Workspace, day: date, spec: FeatureSpec,
     taus = popularity.horizons(spec, settings.full_update.popular_decay_days)
     if not taus:
         return
-    at, previous = popularity.previous_state(ws, day, taus)
+    prepared = [d for d in ws.days() if d < day and (ws.tfrecords_dir(d) / SUCCESS).exists()]
+    at, previous = popularity.previous_state(ws, day, taus, prepared, FREQUENCIES)
     state = popularity.advance(previous, (day - at).days if at else 0, counts, taus)
     state.to_parquet(stage / popularity.STATE, index=False)
     if spec.popularity_view:

@@ -63,7 +63,13 @@ def test_a_backfill_then_a_full_update_and_an_http_recall_with_string_ids(world,
     assert f"serving {g1.id} (day {HISTORY[1]}, from {HISTORY[0]}, parent -)" in out["backfill"]
     trained_on = json.loads((gens.directory(ws, g1.id) / "training.json").read_text())
     assert (trained_on["days"][0], trained_on["days"][-1], trained_on["epochs"]) == (str(HISTORY[0]), str(HISTORY[1]), 2)
-    assert json.loads((gens.directory(ws, g2.id) / "training.json").read_text())["warm_start_from"] == g1.id
+    nightly = json.loads((gens.directory(ws, g2.id) / "training.json").read_text())
+    assert nightly["warm_start_from"] == g1.id
+    # The backfill chose the ID tables' rate on its last two days; the nightly update kept it.
+    tuning = trained_on["id_learning_rate_tuning"]
+    assert list(tuning["recall@100"]) == [f"{r:g}" for r in settings.full_update.backfill_id_rates]
+    best = max(tuning["recall@100"], key=tuning["recall@100"].get)
+    assert trained_on["id_learning_rate"] == tuning["chosen"] == float(best) == nightly["id_learning_rate"]
     summary = json.loads((ws.gx_dir / "summaries" / f"{FULL_DAY}.json").read_text())
     assert summary["success"] and any("click rate is not judged" in n for n in summary["notes"])
     trained = set(pd.read_parquet(gens.directory(ws, g2.id) / "user_id_embedding.parquet")["user_id"])

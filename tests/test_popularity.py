@@ -1,5 +1,6 @@
 """Decayed clicks per item (materialize/popularity.py): the state day by day, the rows of the
-popularity view, and the spec's checks of the view's declaration."""
+popularity view, and the spec's checks of the view's declaration; and when a backfill chooses
+the ID tables' learning rate (twotower/pipelines/id_rate.py)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,19 @@ def test_the_view_gets_the_rows_that_changed(tmp_path):
     assert rows.loc["0000002", "ratings_3d"] == pytest.approx(np.log1p(np.exp(-1 / 3) + 5), abs=0.005)
     assert str(rows["event_timestamp"].iloc[0]) == "2013-03-02 23:59:59.999999+00:00"  # the next day's clicks see it
     assert popularity.written_before(spec, date(2013, 3, 2)) and not popularity.written_before(spec, date(2013, 3, 1))
+
+
+def test_a_backfill_chooses_the_id_rate_only_when_there_is_a_choice(tmp_path):
+    from twotower.core.config import ModelSettings, load_settings
+    from twotower.core.sections import FullUpdateSettings
+    from twotower.pipelines import id_rate
+
+    settings = load_settings(workspace=tmp_path)
+    assert id_rate.wanted(settings, 3) and not id_rate.wanted(settings, 2)  # the last 2 days are the validation
+    named = settings.model_copy(update={"model": ModelSettings(id_learning_rate=0.02)})
+    assert not id_rate.wanted(named, 30)  # the settings chose it
+    one = settings.model_copy(update={"full_update": FullUpdateSettings(backfill_id_rates=[0.01, 0.01])})
+    assert not id_rate.wanted(one, 30)
+    assert id_rate.inherited(named, None, None).id_learning_rate == 0.02
+    with pytest.raises(ValueError, match="backfill_id_rates must be positive learning rates, got \\[0.05, 0.0\\]"):
+        FullUpdateSettings(backfill_id_rates=[0.05, 0.0])

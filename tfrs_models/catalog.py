@@ -38,7 +38,7 @@ class ItemCatalog:
     item_id: np.ndarray  # [n] int64 keys (encode.id_keys of the original IDs)
     labels: np.ndarray  # [n] the original IDs (int64 or str), as given
     features: dict[str, np.ndarray]  # declared item feature -> encoded [n] or [n, width]
-    prob: np.ndarray  # [n] float32, click share (0 for an item nobody clicked)
+    prob: np.ndarray  # [n] float32, click share (smoothed)
 
     def __len__(self) -> int:
         return len(self.item_id)

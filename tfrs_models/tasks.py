@@ -71,9 +71,7 @@ class ListwiseTask(keras.layers.Layer):
         n = tf.cast(tf.shape(c.easy)[0], tf.float32)
 
         def mixture(q):
-            # q is 0 for an item its frequency table never saw clicked (an incremental step on
-            # yesterday's table); without uniform extras that would be log(0).
-            return tf.maximum((b * q + n / c.num_items) / (b + n), 1e-9)
+            return (b * q + n / c.num_items) / (b + n)
 
         loss = self.retrieval(
             c.query,

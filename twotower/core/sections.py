@@ -232,6 +232,19 @@ class FullUpdateSettings(_Section):
         "promotion check: on fewer, one click moves it by 2+ points",
     )
     backfill_epochs: int = Field(3, ge=1, description="passes over the history of `twotower backfill START END`")
+    backfill_id_rates: list[float] = Field(
+        default_factory=lambda: [0.05, 0.01, 0.003],
+        description="ID-table learning rates a backfill tries on the history but its last 2 days (recall@100 of "
+        "those days' clicks of users with an own row); the best trains the generation and every full update after "
+        "it (twotower/pipelines/id_rate.py). One rate, or model.id_learning_rate set: no choice",
+    )
+
+    @field_validator("backfill_id_rates")
+    @classmethod
+    def _positive_rates(cls, rates: list[float]) -> list[float]:
+        if not rates or any(not r > 0 for r in rates):
+            raise ValueError(f"full_update.backfill_id_rates must be positive learning rates, got {rates}")
+        return rates
     popular_decay_days: float = Field(
         7.0, ge=0,
         description="the generation's popular items (serving's fallback) rank each item's clicks decayed by "

@@ -36,7 +36,8 @@ from twotower.index import item_index, milvus_index
 from twotower.index.item_index import load_meta
 from twotower.index.shard_build import build_index
 from twotower.index.sharded_index import load_vectors, manifest_summary, open_index
-from twotower.pipelines.day import DayWork, PromotionRefused, day_bounds
+from twotower.pipelines import id_rate
+from twotower.pipelines.day import DayWork, PromotionRefused, day_bounds, known
 
 logger = logging.getLogger(__name__)
 
@@ -144,8 +145,18 @@ def train(settings: Settings, ws: Workspace, work: DayWork, prepared: dict[date,
         f"an own row, {len(catalog):,} items"
     )
     stats = {"user": numeric_stats(spec.user, now.users), "item": numeric_stats(spec.item, now.items)}
+    model_settings, tuned = id_rate.inherited(settings, ws, served), None
+    if served is None and id_rate.wanted(settings, len(prepared)):  # a backfill: the history picks the ID rate
+        fit_days = dict(list(prepared.items())[:-id_rate.VALIDATION_DAYS])
+        fit_users, fit_labels = _with_clicks(settings, ws, now, fit_days, spec)
+        fit = dict(spec=spec, user_ids=fit_users, user_labels=fit_labels, catalog=catalog, numeric_stats=stats,
+                   seed=settings.full_update.seed)  # fmt: skip
+        items = known(spec, ws, list(fit_days)[-1]).items  # the items' features as the validation days began
+        tuned = id_rate.choose(settings, ws, prepared, spec, fit, items, epochs)
+        model_settings = model_settings.model_copy(update={"id_learning_rate": tuned["chosen"]})
+        logger.info(f"train: id_learning_rate {tuned['chosen']:g} (of {', '.join(tuned['recall@100'])})")
     run = train_full(
-        settings.model, shards, spec=spec, user_ids=users, user_labels=labels, catalog=catalog,
+        model_settings, shards, spec=spec, user_ids=users, user_labels=labels, catalog=catalog,
         numeric_stats=stats, previous=previous, seed=settings.full_update.seed, total_examples=examples, epochs=epochs,
     )  # fmt: skip
     save_model(run.model, work.checkpoint)
@@ -153,7 +164,8 @@ def train(settings: Settings, ws: Workspace, work: DayWork, prepared: dict[date,
         "examples": run.examples, "steps": run.steps, "seconds": round(run.seconds, 3),
         "mean_loss": run.mean_loss, "examples_per_second": round(run.examples_per_second),
         "warm_start_from": served.id if served else None, "epochs": epochs,
-        "days": [str(d) for d in prepared],
+        "days": [str(d) for d in prepared], "id_learning_rate": model_settings.id_learning_rate,
+        **({"id_learning_rate_tuning": tuned} if tuned else {}),
     }  # fmt: skip
     work.write_json(work.training, stats)
     logger.info(f"train: {run.examples:,} examples in {run.seconds:.1f}s ({run.examples_per_second:,.0f}/s), loss {run.mean_loss:.4f}")
