@@ -112,3 +112,20 @@ def test_a_backfill_chooses_the_id_rate_only_when_there_is_a_choice(tmp_path):
     assert id_rate.inherited(named, None, None).id_learning_rate == 0.02
     with pytest.raises(ValueError, match="backfill_id_rates must be positive learning rates, got \\[0.05, 0.0\\]"):
         FullUpdateSettings(backfill_id_rates=[0.05, 0.0])
+
+
+def test_a_missing_state_is_rebuilt_from_the_prepared_days_counts(tmp_path):
+    from twotower.core.workspace import Workspace
+
+    ws = Workspace(tmp_path)
+    days, taus = [date(2013, 3, 1), date(2013, 3, 3)], [2.0]
+    for day, counts in zip(days, ({1: 4, 2: 1}, {2: 3})):
+        ws.tfrecords_dir(day).mkdir(parents=True)
+        pd.DataFrame({"item_id": list(counts), "clicks": list(counts.values()),
+                      "trained_clicks": [c - 1 for c in counts.values()]}).to_parquet(ws.tfrecords_dir(day) / "f.parquet")  # fmt: skip
+    at, state = popularity.previous_state(ws, date(2013, 3, 4), taus, days, "f.parquet")
+    got = state.set_index("item_id")["decay_2d"]
+    assert at == days[1] and got[1] == pytest.approx(3 * np.exp(-1)) and got[2] == pytest.approx(0 + 2)  # held-out not counted
+    state.assign(decay_2d=0.0).to_parquet(ws.tfrecords_dir(days[1]) / popularity.STATE)  # a state kept: read as it is
+    assert popularity.previous_state(ws, date(2013, 3, 4), taus, days, "f.parquet")[1]["decay_2d"].eq(0).all()
+    assert popularity.previous_state(ws, date(2013, 3, 1), taus, days, "f.parquet") == (None, None)
