@@ -15,8 +15,10 @@ Protocol (fixed; no strategy, user or seed is picked after the fact):
   - ``tfrs_id_only``: the TFRS basic-retrieval tutorial's recipe (user and item ID embeddings
     of 32, ``tfrs.tasks.Retrieval``, Adagrad 0.1, 3 epochs), trained once on the history.
   - ``project_default``: the platform as a user runs it - ``twotower ingest``, ``twotower
-    backfill`` over the history, then every test day's ``full-update`` after it is served -
-    answered through the serving ``Retriever`` (embedding, OOV/profile or popular path).
+    backfill`` over the history (which picks the ID tables' learning rate on its last two
+    days), then every test day's ``full-update`` after it is served - answered through the
+    serving ``Retriever`` (embedding, OOV/profile or popular path). The data set's feature repo
+    declares the platform's item popularity view.
   - ``project_tuned``: the same with settings chosen on a validation split (the last two
     history days as test days, the cycle run on the days before them), never on the test days.
 * **Splits of the clicks.** ``warm`` users clicked before day *t*, ``cold`` users did not;
