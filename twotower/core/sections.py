@@ -136,7 +136,12 @@ class ModelSettings(_Section):
     id_initial_accumulator: float = Field(1e-6, gt=0, description="full mode: Adagrad initial accumulator of the ID tables")
     id_init_scale: float = Field(0.05, gt=0, description="ID rows start uniform in [-scale, scale]")
     batch_size: int = Field(512, ge=1)
-    num_easy_negatives: int = Field(64, ge=0)
+    num_easy_negatives: int = Field(
+        512, ge=0,
+        description="uniformly drawn extra negatives per batch (shared by its rows). 64 covered 0.6% of a "
+        "10,000-movie catalogue per step and left tail items at ranks 30-100 (MovieTweetings 100K recall@100 "
+        "0.362 with 64, 0.406 with 512; the simulator's 4-day cycle 0.845 / 0.855)",
+    )
     hard_negatives_per_example: int = Field(2, ge=0)
     hard_negative_weight: float = Field(1.0, ge=0)
     pairwise_margin: float = Field(0.2, ge=0)
