@@ -57,12 +57,8 @@ def advance(previous: pd.DataFrame | None, gap_days: float, clicks: pd.Series, t
     """``previous`` state (``item_id`` key + a column per tau) ``gap_days`` later, plus ``clicks``
     (item key -> clicks of the new day): the new state, sorted by key, items with any weight left."""
     counts = clicks[clicks > 0].astype(np.float64)
-    if previous is None or previous.empty:
-        keys = np.sort(counts.index.to_numpy(np.int64))
-        out = pd.DataFrame({"item_id": keys})
-        for tau in taus:
-            out[column(tau)] = counts.reindex(keys).to_numpy(np.float64)
-        return out
+    if previous is None:
+        previous = pd.DataFrame({"item_id": np.zeros(0, np.int64), **{column(t): np.zeros(0) for t in taus}})
     keys = np.union1d(previous["item_id"].to_numpy(np.int64), counts.index.to_numpy(np.int64))
     old = previous.set_index("item_id").reindex(keys, fill_value=0.0)
     new = counts.reindex(keys, fill_value=0.0).to_numpy(np.float64)
@@ -116,7 +112,7 @@ def _values(state: pd.DataFrame | None, spec: FeatureSpec) -> pd.DataFrame:
     return out
 
 
-def write_view(ws: Workspace, spec: FeatureSpec, day: date, state: pd.DataFrame, previous: pd.DataFrame | None,
+def write_view(spec: FeatureSpec, day: date, state: pd.DataFrame, previous: pd.DataFrame | None,
                item_labels: np.ndarray) -> int:  # fmt: skip
     """The day's rows into the popularity view's batch source: those that changed since the
     ``previous`` state (every row without one); returns how many."""

@@ -123,7 +123,7 @@ def _popularity(settings: Settings, ws: Workspace, day: date, spec: FeatureSpec,
     state.to_parquet(stage / popularity.STATE, index=False)
     if spec.popularity_view:
         written = popularity.written_before(spec, day)
-        rows = popularity.write_view(ws, spec, day, state, previous if written else None, item_labels)
+        rows = popularity.write_view(spec, day, state, previous if written else None, item_labels)
         logger.info(f"prepare: {day}: popularity of {len(state):,} items, {rows:,} changed rows -> {spec.popularity_view!r}")
 
 

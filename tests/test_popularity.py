@@ -89,9 +89,9 @@ def test_the_view_gets_the_rows_that_changed(tmp_path):
     keys = id_keys(labels, "string", "items")
     taus = popularity.horizons(spec, 0)
     first = popularity.advance(None, 0, pd.Series({keys[0]: 3, keys[1]: 1}), taus)
-    assert popularity.write_view(None, spec, date(2013, 3, 1), first, None, labels) == 2
+    assert popularity.write_view(spec, date(2013, 3, 1), first, None, labels) == 2
     second = popularity.advance(first, 1, pd.Series({keys[1]: 5, keys[2]: 1}), taus)
-    assert popularity.write_view(None, spec, date(2013, 3, 2), second, first, labels) == 3  # all decayed or clicked
+    assert popularity.write_view(spec, date(2013, 3, 2), second, first, labels) == 3  # all decayed or clicked
     rows = pd.read_parquet(tmp_path / "ws" / "offline" / "item_popularity" / "2013-03-02.parquet").set_index("movie_id")
     assert rows.loc["0000002", "ratings_3d"] == pytest.approx(np.log1p(np.exp(-1 / 3) + 5), abs=0.005)
     assert str(rows["event_timestamp"].iloc[0]) == "2013-03-02 23:59:59.999999+00:00"  # the next day's clicks see it

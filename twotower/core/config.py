@@ -19,7 +19,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from twotower.core.sections import (
     OnlineStoreSettings,
     DaskSettings,
-    SimulatorSettings,
     FeatureSettings,
     ModelSettings,
     ServingSettings,
@@ -29,8 +28,8 @@ from twotower.core.sections import (
     ValidationSettings,
     StreamSettings,
     IncrementalSettings,
-    ReplaySettings,
 )
+from twotower.core.research_sections import ReplaySettings, SimulatorSettings
 
 DEFAULT_WORKSPACE = Path("workspace")
 __all__ = ["ConfigError", "Settings", "load_settings", "config_file_path", "DEFAULT_WORKSPACE",

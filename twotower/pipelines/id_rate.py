@@ -72,11 +72,12 @@ def choose(settings: Settings, ws: Workspace, prepared: dict[date, object], spec
 
     fit_shards, check = shards(days[:-VALIDATION_DAYS]), _columns(shards(days[-VALIDATION_DAYS:]), settings.model, spec)
     scores = {}
+    keys = None  # the items' keys, in the order item_vectors returns them (the same for every rate)
     for rate in rates:
         model = train_full(settings.model.model_copy(update={"id_learning_rate": rate}), fit_shards, epochs=epochs, **fit).model
         warm = model.user_vocab.contains(check["user_id"])
         labels, vectors = item_vectors(model, items)
-        keys = id_keys(labels, spec.item.id_type, "items")
+        keys = id_keys(labels, spec.item.id_type, "items") if keys is None else keys
         ranks = exact_ranks(user_vectors(model, {c: v[warm] for c, v in check.items()}), check["item_id"][warm], keys, vectors)
         scores[rate] = round(float((ranks < 100).mean()) if len(ranks) else 0.0, 4)
         logger.info(f"train: id_learning_rate {rate:g}: recall@100 {scores[rate]:.4f} on {int(warm.sum()):,} clicks of "
