@@ -53,7 +53,7 @@ def write_config(ws: Path, dim: int, n_trees: int, tuning_queries: int) -> None:
 
 def to_redis(ws_sqlite: Workspace, target: Path, port: int):
     """A copy of the workspace whose online store is the Redis server on ``port``."""
-    from materialize.user_embeddings import materialize_generation
+    from materialize.user_embeddings import write_online
     from twotower import feature_store
 
     shutil.copytree(ws_sqlite.root, target)
@@ -64,7 +64,7 @@ def to_redis(ws_sqlite: Workspace, target: Path, port: int):
     feature_store.store(settings, ws).materialize(
         start_date=datetime(2000, 1, 1, tzinfo=timezone.utc), end_date=end, feature_views=["user_profile"]
     )
-    materialize_generation(settings, ws, serving_world.AS_OF)
+    write_online(settings, ws, serving_world.GENERATION)
     return settings, ws
 
 

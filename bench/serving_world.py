@@ -4,7 +4,7 @@ Everything serving reads is real and built by the platform's own code: an Annoy 
 and search_k-tuned by ``twotower.index.item_index`` (as the full update does), a user tower npz
 loaded by ``NumpyUserTower``, Feast SQLite online rows written by ``feast apply`` +
 ``feast materialize`` (profiles) and the publish path's ``write_offline`` +
-``materialize_generation`` (ID embeddings), a manifest with checksums, and ``CURRENT``.
+``write_online`` (ID embeddings), a manifest with checksums, and ``CURRENT``.
 
 Only the numbers are synthetic:
 
@@ -154,7 +154,7 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
     --reuse``): regenerate the vectors (deterministic) and skip Feast, index and publish.
     """
     from twotower.index import item_index
-    from materialize.user_embeddings import materialize_generation, write_offline
+    from materialize.user_embeddings import write_offline, write_online
     from materialize import online
     from twotower import feature_store
     from twotower.core import generations as gens
@@ -178,7 +178,7 @@ def build(settings: Settings, ws: Workspace, *, items: int, users: int, clusters
     feature_store.apply(settings, ws)
     online.materialize(settings, ws, AS_OF + timedelta(seconds=1), ["user_profile"])
     write_offline(ws, pd.DataFrame({"user_id": np.arange(1, users + 1), "embedding": list(user_emb)}), GENERATION, 0, AS_OF)
-    materialize_generation(settings, ws, AS_OF)
+    write_online(settings, ws, GENERATION)
     timings["feast_online_rows"] = time.perf_counter() - t
     log(f"feast: {users:,} profiles + ID embeddings in the SQLite online store")
 

@@ -201,7 +201,7 @@ def test_random_kill_9_on_redis_streams_loses_and_repeats_nothing(shared, tmp_pa
     """A: Redis Streams + Redis store, killed; B (twin): the same entries, IDs and all, on another
     stream key + its own SQLite store, uninterrupted."""
     import redis
-    from materialize.user_embeddings import materialize_generation
+    from materialize.user_embeddings import write_online
 
     with redis_server() as port:
         _, ws0, g1, _g2 = serving_g1(shared, tmp_path / "a")
@@ -215,7 +215,7 @@ def test_random_kill_9_on_redis_streams_loses_and_repeats_nothing(shared, tmp_pa
         feature_store.store(settings, ws).materialize(
             start_date=datetime(2000, 1, 1, tzinfo=timezone.utc), end_date=g1_end, feature_views=["user_profile"]
         )
-        materialize_generation(settings, ws, g1_end - timedelta(microseconds=1))
+        write_online(settings, ws, g1)
         emit_day(settings, ws, gens.load(ws, g1).day + timedelta(days=1))
         client = redis.Redis(port=port)
         with client.pipeline(transaction=True) as pipe:

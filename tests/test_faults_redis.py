@@ -86,7 +86,7 @@ class RedisProcess:
 @contextmanager
 def redis_world(shared, tmp_path):
     """A copy of the shared world serving g2 from the Redis online store; yields (settings, ws, g2, redis)."""
-    from materialize.user_embeddings import materialize_generation
+    from materialize.user_embeddings import write_online
 
     _, ws0, (_g1, g2) = shared
     _, ws = copy_world(ws0, tmp_path / "ws")
@@ -100,7 +100,7 @@ def redis_world(shared, tmp_path):
         feature_store.store(settings, ws).materialize(
             start_date=datetime(2000, 1, 1, tzinfo=timezone.utc), end_date=end, feature_views=["user_profile"]
         )
-        materialize_generation(settings, ws, end - timedelta(microseconds=1))
+        write_online(settings, ws, g2)
         yield settings, ws, g2, server
     finally:
         server.stop()

@@ -39,7 +39,7 @@ def port():
 
 def on_redis(shared, target, port: int, stream: str = "events"):
     """A g1 world whose online store and event stream are the Redis server on ``port``."""
-    from materialize.user_embeddings import materialize_generation
+    from materialize.user_embeddings import write_online
 
     _, ws0, g1, g2 = serving_g1(shared, target)
     settings = load_settings(
@@ -55,8 +55,7 @@ def on_redis(shared, target, port: int, stream: str = "events"):
     feature_store.store(settings, ws).materialize(
         start_date=datetime(2000, 1, 1, tzinfo=timezone.utc), end_date=end, feature_views=["user_profile", "item_profile"]
     )
-    g1_end = datetime.combine(gens.load(ws, g1).day, dtime(0), tzinfo=timezone.utc) + timedelta(days=1)
-    materialize_generation(settings, ws, g1_end - timedelta(microseconds=1))
+    write_online(settings, ws, g1)
     return settings, ws, g1
 
 

@@ -247,7 +247,7 @@ def run_cli(args: list[str], env: dict, outputs: list[str]) -> subprocess.Comple
 
 
 def test_redis_password_never_leaves_the_environment(tmp_path_factory, monkeypatch, capfd):
-    from materialize.user_embeddings import materialize_generation
+    from materialize.user_embeddings import write_online
 
     canary = f"canary-{uuid.uuid4().hex}"
     _, ws0, (g1, g2) = shared_world(tmp_path_factory)
@@ -271,7 +271,7 @@ def test_redis_password_never_leaves_the_environment(tmp_path_factory, monkeypat
         store = feature_store.store(settings, ws)
         store.materialize(start_date=datetime(2000, 1, 1, tzinfo=timezone.utc), end_date=end,
                           feature_views=["user_profile", "item_profile"])  # fmt: skip
-        materialize_generation(settings, ws, end - timedelta(microseconds=1))
+        write_online(settings, ws, g2)
 
         user = known_user(ws, g2)
         base_port = free_port()

@@ -19,7 +19,7 @@ from twotower.core.workspace import Workspace
 
 
 def test_direct_reader_on_redis_equals_sqlite_and_does_not_grow(tmp_path_factory):
-    from materialize.user_embeddings import materialize_generation
+    from materialize.user_embeddings import write_online
     from serving.online import reader
     from serving.retriever import Retriever
 
@@ -36,7 +36,7 @@ def test_direct_reader_on_redis_equals_sqlite_and_does_not_grow(tmp_path_factory
         feature_store.store(settings, ws).materialize(
             start_date=datetime(2000, 1, 1, tzinfo=timezone.utc), end_date=end, feature_views=["user_profile"]
         )
-        materialize_generation(settings, ws, end - timedelta(microseconds=1))
+        write_online(settings, ws, g2)
 
         def direct(s, w):
             return reader(feature_store.store(s, w))

@@ -123,7 +123,7 @@ def test_redis_online_store_serves_the_same_recall(world, tmp_path):
     from datetime import datetime, time as dtime, timedelta, timezone
 
     from bench.local_servers import redis_server
-    from materialize.user_embeddings import materialize_generation
+    from materialize.user_embeddings import write_online
     from twotower.core.config import load_settings
 
     settings0, ws0, (_g1, g2) = world
@@ -137,7 +137,7 @@ def test_redis_online_store_serves_the_same_recall(world, tmp_path):
         feature_store.store(settings, ws).materialize(
             start_date=datetime(2000, 1, 1, tzinfo=timezone.utc), end_date=end, feature_views=["user_profile"]
         )
-        materialize_generation(settings, ws, end - timedelta(microseconds=1))
+        write_online(settings, ws, g2)
 
         users = users_of(ws, g2, 6) + [10**12]
         on_redis = Retriever.open(settings, ws)

@@ -32,6 +32,11 @@ class OnlineStoreSettings(_Section):
         "SQLite: how long serving's reads wait for a lock",
     )  # fmt: skip
     connect_timeout_s: float = Field(0.5, gt=0, le=60, description="Redis: longest wait to open a connection")
+    write_batch_rows: int = Field(
+        10_000, ge=1, le=1_000_000,
+        description="rows per online_write_batch call (one SQLite transaction / one Redis pipeline each) when a "
+        "publish writes a generation's user ID embeddings, and per batch of feast materialize (profiles, history)",
+    )  # fmt: skip
 
 
 class DaskSettings(_Section):

@@ -70,6 +70,9 @@ def render_yaml(settings: Settings, ws: Workspace) -> str:
                      "serve_features_while_materializing": True},
         "online_store": online,
         "offline_store": {"type": "dask"},
+        # Profiles and the platform's views are materialized in batches of this many rows (one
+        # online_write_batch each) instead of one call holding every changed row.
+        "materialization": {"online_write_batch_size": settings.online_store.write_batch_rows},
         "entity_key_serialization_version": 3,
     }
     return yaml.safe_dump(config, sort_keys=False)

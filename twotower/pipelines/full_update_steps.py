@@ -19,7 +19,7 @@ from materialize import online, popularity, recent_clicks
 from materialize.examples import click_shares
 from materialize.item_vectors import export_item_vectors
 from materialize.prepare import PreparedDay, SUCCESS, holdout_mask, prepare_day
-from materialize.user_embeddings import materialize_generation, prune_offline, write_offline
+from materialize.user_embeddings import prune_offline, write_offline, write_online
 from tfrs_models.catalog import ItemCatalog
 from tfrs_models.checkpoint import load_model, save_model, saved_spec
 from tfrs_models.evaluate import KS, exact_ranks, id_diagnostics, popularity_ranks, split_recalls
@@ -312,7 +312,7 @@ def publish(settings: Settings, ws: Workspace, work: DayWork, served) -> str:
         recent_clicks.write_offline(ws, lists, work.day, as_of, spec)
         views.append(spec.history_view)
     feature_store.apply(settings, ws)
-    materialize_generation(settings, ws, as_of, spec)
+    write_online(settings, ws, gid, spec)
     online.materialize(settings, ws, end, views)
     feature_store.record_applied(settings, ws)  # materialize wrote the registry; the declarations did not move
     logger.info(f"publish: {len(table):,} user ID embeddings of {gid} in online slot {slot}")
